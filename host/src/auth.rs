@@ -1,0 +1,1 @@
+//! Authentication: OIDC providers, JWKS caching, JWT verification, sandbox secret.

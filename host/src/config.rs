@@ -1,0 +1,483 @@
+//! The gateway's configuration: the YAML file given to `wasmgate serve`.
+//!
+//! Every section has production defaults; `docs/config.md` is the reference
+//! and `examples/wasmgate.yaml` a commented example. Unknown keys are
+//! rejected so a typo never silently weakens a setting.
+
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use secret::{SecretSource, SecretValue};
+
+/// Errors while reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or has unknown keys.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the main listener (HTTP/1.1 and HTTP/2, TLS if `tls` is set).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// TLS for the main listener; cleartext (with h2c) when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Which client-sent headers are removed before anything else happens.
+    #[serde(default)]
+    pub identity_headers: IdentityHeadersConfig,
+    /// Authentication: identity providers, sandbox secret, token sources.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Policy components and their limits.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// Which component serves which role.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Routes, tried in order; the first match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// TLS certificate and key (PEM files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Client-sent identity headers to strip.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityHeadersConfig {
+    /// Every request header starting with this prefix is removed (compared
+    /// case-insensitively, with `_` and `-` treated alike). The gateway sets
+    /// its own identity headers under this prefix.
+    pub prefix: String,
+    /// More header names removed the same way (e.g. `x-remote-user`).
+    pub also_strip: Vec<String>,
+}
+
+impl Default for IdentityHeadersConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "x-wasmgate-".to_owned(),
+            also_strip: vec![
+                "x-remote-user".to_owned(),
+                "x-forwarded-user".to_owned(),
+                "x-auth-request-user".to_owned(),
+                "x-auth-request-email".to_owned(),
+            ],
+        }
+    }
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The sandbox secret, if sandbox-secret methods are used.
+    pub sandbox_secret: Option<SecretSource>,
+    /// The header that carries the sandbox secret.
+    pub sandbox_secret_header: String,
+    /// A cookie that may carry a bearer token (not read when unset).
+    pub cookie: Option<String>,
+    /// A query parameter that may carry a bearer token; only read on routes
+    /// with `allow_query_token: true`.
+    pub query_parameter: Option<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, seconds.
+    pub leeway_seconds: u64,
+    /// Tokens whose `exp - iat` exceeds this are rejected (0 = no limit).
+    pub max_token_lifetime_seconds: u64,
+    /// Credentials longer than this are rejected before parsing, bytes.
+    pub max_token_bytes: usize,
+    /// Identity providers.
+    pub providers: Vec<ProviderConfig>,
+    /// The gateway's own tokens; disabled when absent.
+    pub gateway_tokens: Option<GatewayTokensConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            sandbox_secret: None,
+            sandbox_secret_header: "x-sandbox-secret".to_owned(),
+            cookie: None,
+            query_parameter: None,
+            leeway_seconds: 30,
+            max_token_lifetime_seconds: 0,
+            max_token_bytes: 8 * 1024,
+            providers: Vec::new(),
+            gateway_tokens: None,
+        }
+    }
+}
+
+/// One OIDC identity provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// A short name used in logs, metrics and bindings.
+    pub name: String,
+    /// The exact `iss` value (no normalisation: a trailing slash matters).
+    pub issuer: String,
+    /// Accepted `aud` values; a token must name at least one.
+    pub audiences: Vec<String>,
+    /// Algorithms accepted from this provider's keys.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// The JWKS URL; discovered from `{issuer}/.well-known/openid-configuration` when absent.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// When set, the token's `typ` header must equal this (e.g. `at+jwt`,
+    /// RFC 9068), compared case-insensitively, so ID tokens are refused.
+    #[serde(default)]
+    pub required_typ: Option<String>,
+    /// JWKS cache behaviour.
+    #[serde(default)]
+    pub jwks: JwksConfig,
+    /// The claims-mapper binding for this provider; the built-in
+    /// `oidc-claims-mapper` with default settings when absent.
+    #[serde(default)]
+    pub claims_mapper: Option<BindingConfig>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".to_owned(), "ES256".to_owned()]
+}
+
+/// JWKS caching and refresh.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwksConfig {
+    /// Background refresh interval, seconds (shortened by `Cache-Control: max-age`, never below the cooldown).
+    pub refresh_seconds: u64,
+    /// Minimum time between two fetches triggered by unknown `kid`s, seconds.
+    pub cooldown_seconds: u64,
+    /// Last-good keys are used up to this long after the last successful fetch, seconds.
+    pub max_staleness_seconds: u64,
+    /// Timeout of one fetch, milliseconds.
+    pub fetch_timeout_ms: u64,
+    /// Largest accepted JWKS or discovery document, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for JwksConfig {
+    fn default() -> Self {
+        Self {
+            refresh_seconds: 300,
+            cooldown_seconds: 10,
+            max_staleness_seconds: 24 * 3600,
+            fetch_timeout_ms: 5_000,
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// The gateway's own HMAC tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayTokensConfig {
+    /// The `iss` of gateway tokens; must differ from every provider's issuer.
+    #[serde(default = "default_gateway_issuer")]
+    pub issuer: String,
+    /// The `aud` of gateway tokens.
+    #[serde(default = "default_gateway_issuer")]
+    pub audience: String,
+    /// The version (`kid`) used to sign new tokens.
+    pub active_key: String,
+    /// Key versions that verify tokens (retired versions are removed from here).
+    pub keys: BTreeMap<String, SecretSource>,
+}
+
+fn default_gateway_issuer() -> String {
+    "wasmgate".to_owned()
+}
+
+/// Limits and sources of policy components.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Folder that relative component paths are resolved against.
+    pub dir: Option<PathBuf>,
+    /// Deadline of one policy call, milliseconds.
+    pub deadline_ms: u64,
+    /// Linear memory cap of one instance, bytes.
+    pub max_memory_bytes: usize,
+    /// Instances that may exist at once across all components.
+    pub max_instances: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            deadline_ms: 50,
+            max_memory_bytes: 16 * 1024 * 1024,
+            max_instances: 1000,
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// The per-call deadline.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+}
+
+/// Which component serves a role, and its settings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BindingConfig {
+    /// `builtin:NAME` for an embedded default component, or a path to a
+    /// `.wasm` component (relative paths are resolved against `plugins.dir`).
+    pub plugin: String,
+    /// Settings the component reads with `host.get-config`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, serde_json::Value>,
+}
+
+impl BindingConfig {
+    /// A binding of an embedded component with no settings.
+    pub fn builtin(name: &str) -> Self {
+        Self {
+            plugin: format!("builtin:{name}"),
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+/// The global policy bindings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The default classifier (routes may override it).
+    pub classifier: BindingConfig,
+    /// The authorizer.
+    pub authorizer: BindingConfig,
+    /// The credential policy.
+    pub credential_policy: BindingConfig,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            classifier: BindingConfig::builtin("default-classifier"),
+            authorizer: BindingConfig::builtin("rbac-authorizer"),
+            credential_policy: BindingConfig::builtin("default-credential-policy"),
+        }
+    }
+}
+
+/// One route: which calls it matches and where they go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The route's name (logs, metrics, policy input).
+    pub name: String,
+    /// What the route matches.
+    #[serde(rename = "match")]
+    pub matches: RouteMatch,
+    /// `unix:///path/to.sock` or `http://host:port`.
+    pub upstream: String,
+    /// The upstream protocol; `h2` for gRPC routes and `http1` otherwise by default.
+    #[serde(default)]
+    pub upstream_protocol: Option<UpstreamProtocol>,
+    /// Forward the client's `Authorization` header upstream.
+    #[serde(default)]
+    pub keep_authorization: bool,
+    /// Accept a bearer token from the configured query parameter on this route.
+    #[serde(default)]
+    pub allow_query_token: bool,
+    /// Upstream response-header timeout, milliseconds (streams may run longer).
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_ms: u64,
+    /// A classifier for this route instead of the global one.
+    #[serde(default)]
+    pub classifier: Option<BindingConfig>,
+}
+
+fn default_upstream_timeout() -> u64 {
+    30_000
+}
+
+/// How a route matches calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum RouteMatch {
+    /// A gRPC service by full name, e.g. `sandbox.v1.SandboxService`.
+    GrpcService(String),
+    /// An HTTP path prefix, matched on whole segments (`/v1` matches `/v1/x`, not `/v1x`).
+    PathPrefix(String),
+}
+
+/// The protocol spoken to an upstream.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c on cleartext).
+    H2,
+}
+
+impl Config {
+    /// Reads and checks a YAML config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Self::from_yaml(&text)?;
+        if let Some(dir) = &cfg.plugins.dir
+            && dir.is_relative()
+            && let Some(parent) = path.parent()
+        {
+            cfg.plugins.dir = Some(parent.join(dir));
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and checks YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = serde_norway::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let prefix = self.identity_headers.prefix.to_ascii_lowercase();
+        if prefix.len() < 3 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return invalid(format!("identity_headers.prefix {prefix:?} must be 3+ header-name characters"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in &self.auth.providers {
+            if !names.insert(p.name.as_str()) {
+                return invalid(format!("provider name {:?} is used twice", p.name));
+            }
+            if p.audiences.is_empty() {
+                return invalid(format!("provider {:?} needs at least one audience", p.name));
+            }
+            if p.algorithms.is_empty() {
+                return invalid(format!("provider {:?} allows no algorithm", p.name));
+            }
+            if !(p.issuer.starts_with("https://") || p.issuer.starts_with("http://")) {
+                return invalid(format!("provider {:?}: issuer must be an http(s) URL", p.name));
+            }
+            if self.auth.providers.iter().filter(|q| q.issuer == p.issuer).count() > 1 {
+                return invalid(format!("issuer {:?} is configured twice", p.issuer));
+            }
+            if let Some(g) = &self.auth.gateway_tokens
+                && g.issuer == p.issuer
+            {
+                return invalid(format!("gateway_tokens.issuer equals provider {:?}'s issuer", p.name));
+            }
+        }
+        if let Some(g) = &self.auth.gateway_tokens
+            && !g.keys.contains_key(&g.active_key)
+        {
+            return invalid(format!("gateway_tokens.active_key {:?} is not among keys", g.active_key));
+        }
+        if self.plugins.deadline_ms == 0 || self.plugins.deadline_ms > 10_000 {
+            return invalid("plugins.deadline_ms must be within 1..=10000".to_owned());
+        }
+        if self.plugins.max_memory_bytes < 1 << 20 {
+            return invalid("plugins.max_memory_bytes must be at least 1 MiB".to_owned());
+        }
+        let mut route_names = std::collections::HashSet::new();
+        for r in &self.routes {
+            if !route_names.insert(r.name.as_str()) {
+                return invalid(format!("route name {:?} is used twice", r.name));
+            }
+            if !(r.upstream.starts_with("unix://") || r.upstream.starts_with("http://")) {
+                return invalid(format!("route {:?}: upstream must be unix:///path or http://host:port", r.name));
+            }
+            if let RouteMatch::PathPrefix(p) = &r.matches
+                && !p.starts_with('/')
+            {
+                return invalid(format!("route {:?}: path_prefix must start with '/'", r.name));
+            }
+            if r.allow_query_token && self.auth.query_parameter.is_none() {
+                return invalid(format!("route {:?} allows query tokens but auth.query_parameter is unset", r.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_has_safe_defaults() {
+        let cfg = Config::from_yaml("{}").expect("empty config is valid");
+        assert_eq!(cfg.listen, default_listen());
+        assert_eq!(cfg.identity_headers.prefix, "x-wasmgate-");
+        assert!(cfg.auth.query_parameter.is_none());
+        assert!(cfg.auth.providers.is_empty());
+        assert_eq!(cfg.policy.authorizer.plugin, "builtin:rbac-authorizer");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::from_yaml("listen: 127.0.0.1:1\nlsiten: x\n").expect_err("typo must fail");
+        assert!(err.to_string().contains("lsiten"), "{err}");
+    }
+
+    #[test]
+    fn query_tokens_need_a_parameter_name() {
+        let yaml = r#"
+routes:
+  - name: r
+    match: { path_prefix: /v1 }
+    upstream: http://127.0.0.1:1
+    allow_query_token: true
+"#;
+        assert!(Config::from_yaml(yaml).is_err());
+    }
+
+    #[test]
+    fn provider_without_audience_is_rejected() {
+        let yaml = r#"
+auth:
+  providers:
+    - name: kc
+      issuer: https://kc.example/realms/a
+      audiences: []
+"#;
+        assert!(Config::from_yaml(yaml).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! wasmgate: an API gateway whose authorization policy runs as
+//! hot-swappable WebAssembly components.
+//!
+//! The crate is split by concern; each module exposes a small API:
+//! - [`config`]: the YAML configuration.
+//! - [`identity`]: the shared vocabulary of calls and callers.
+//! - [`auth`]: OIDC providers, JWKS caching, JWT verification, sandbox secret.
+//! - [`tokens`]: the gateway's own HMAC tokens.
+//! - [`plugins`]: the WebAssembly component host and the policy set.
+//! - [`server`]: listeners, the request pipeline, forwarding, error mapping.
+
+pub mod auth;
+pub mod config;
+pub mod identity;
+pub mod tokens;

@@ -1,0 +1,1 @@
+//! End-to-end tests: the real wasmgate binary, a real JWKS server, the real sandbox driver.
