@@ -7,6 +7,7 @@
 //! `default-credential-policy`) only convert between the WIT types and these.
 #![forbid(unsafe_code)]
 
+pub mod authorizer;
 pub mod classifier;
 pub mod pattern;
 pub mod settings;
