@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authorizer;
+pub mod claims;
 pub mod classifier;
 pub mod pattern;
 pub mod settings;
