@@ -10,6 +10,7 @@
 pub mod authorizer;
 pub mod claims;
 pub mod classifier;
+pub mod credentials;
 pub mod pattern;
 pub mod settings;
 pub mod types;
