@@ -42,7 +42,9 @@ impl SandboxService for SandboxGrpc {
         &self,
         request: Request<GetSandboxRequest>,
     ) -> Result<Response<Sandbox>, Status> {
-        Ok(Response::new(self.store.get(&request.into_inner().id).await?))
+        Ok(Response::new(
+            self.store.get(&request.into_inner().id).await?,
+        ))
     }
 
     async fn list_sandboxes(

@@ -72,9 +72,7 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 /// (`content-type: application/grpc…`), else a JSON 404.
 pub async fn router(store: Arc<Store>) -> Router {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+    health.set_service_status("", ServingStatus::Serving).await;
     health
         .set_service_status(SANDBOX_SERVICE_NAME, ServingStatus::Serving)
         .await;

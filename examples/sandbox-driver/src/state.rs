@@ -341,3 +341,56 @@ fn now_ms() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use futures::StreamExt as _;
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn caller_reports_identity_headers_and_sorted_names() {
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Wasmgate-Tenant", HeaderValue::from_static("acme"));
+        headers.insert("zeta", HeaderValue::from_static("1"));
+        headers.append("accept", HeaderValue::from_static("a"));
+        headers.append("accept", HeaderValue::from_static("b"));
+        headers.insert("authorization", HeaderValue::from_static("Bearer x"));
+        let caller = caller_from_headers(&headers);
+        assert_eq!(caller.identity_headers.len(), 1);
+        assert_eq!(caller.identity_headers["x-wasmgate-tenant"], "acme");
+        assert!(caller.authorization_present);
+        assert_eq!(
+            caller.header_names,
+            ["accept", "authorization", "x-wasmgate-tenant", "zeta"]
+        );
+    }
+
+    #[tokio::test]
+    async fn closed_store_ends_watch_streams() {
+        let store = Store::new();
+        let origin = Origin::default();
+        store.create("a", "", &origin).await.unwrap();
+        let mut stream = store.watch(0).await;
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(first.kind(), Kind::Existing);
+        store.close();
+        assert!(stream.next().await.is_none());
+        // Streams opened after close end at once.
+        assert!(store.watch(0).await.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn ids_are_sequential_and_survive_deletes() {
+        let store = Store::new();
+        let origin = Origin::default();
+        let a = store.create("a", "", &origin).await.unwrap();
+        store.delete(&a.id).await.unwrap();
+        let b = store.create("b", "", &origin).await.unwrap();
+        assert_eq!((a.id.as_str(), b.id.as_str()), ("sbx-000001", "sbx-000002"));
+        assert_eq!(store.delete(&a.id).await, Err(StoreError::NotFound(a.id)));
+    }
+}
