@@ -48,7 +48,9 @@ pub struct Config {
     #[serde(default)]
     pub identity_headers: IdentityHeadersConfig,
     /// Authentication: identity providers, sandbox secret, token sources.
-    #[serde(default)]
+    /// (Enums such as secret sources are written as one-key maps:
+    /// `{file: /path}`.)
+    #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
     pub auth: AuthConfig,
     /// Policy components and their limits.
     #[serde(default)]
@@ -57,7 +59,7 @@ pub struct Config {
     #[serde(default)]
     pub policy: PolicyConfig,
     /// Routes, tried in order; the first match wins.
-    #[serde(default)]
+    #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
     pub routes: Vec<RouteConfig>,
 }
 
@@ -239,12 +241,7 @@ pub struct PluginsConfig {
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        Self {
-            dir: None,
-            deadline_ms: 50,
-            max_memory_bytes: 16 * 1024 * 1024,
-            max_instances: 1000,
-        }
+        Self { dir: None, deadline_ms: 50, max_memory_bytes: 16 * 1024 * 1024, max_instances: 1000 }
     }
 }
 
@@ -270,10 +267,7 @@ pub struct BindingConfig {
 impl BindingConfig {
     /// A binding of an embedded component with no settings.
     pub fn builtin(name: &str) -> Self {
-        Self {
-            plugin: format!("builtin:{name}"),
-            settings: BTreeMap::new(),
-        }
+        Self { plugin: format!("builtin:{name}"), settings: BTreeMap::new() }
     }
 }
 
@@ -354,10 +348,8 @@ pub enum UpstreamProtocol {
 impl Config {
     /// Reads and checks a YAML config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let mut cfg = Self::from_yaml(&text)?;
         if let Some(dir) = &cfg.plugins.dir
             && dir.is_relative()
@@ -449,6 +441,14 @@ mod tests {
         assert!(cfg.auth.query_parameter.is_none());
         assert!(cfg.auth.providers.is_empty());
         assert_eq!(cfg.policy.authorizer.plugin, "builtin:rbac-authorizer");
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let cfg = Config::from_yaml(include_str!("../../examples/wasmgate.yaml")).expect("example parses");
+        assert_eq!(cfg.auth.providers.len(), 2);
+        assert_eq!(cfg.routes.len(), 3);
+        assert!(!format!("{cfg:?}").contains("hunter"), "secrets stay out of Debug");
     }
 
     #[test]

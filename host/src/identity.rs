@@ -70,10 +70,7 @@ impl Classification {
     /// What the gateway assumes when no classifier can answer: the strictest
     /// class with an unsatisfiable scope, so the call is denied.
     pub fn fail_closed() -> Self {
-        Self {
-            class: AuthClass::Bearer,
-            required_scopes: vec!["wasmgate:unclassifiable".to_owned()],
-        }
+        Self { class: AuthClass::Bearer, required_scopes: vec!["wasmgate:unclassifiable".to_owned()] }
     }
 }
 
@@ -161,12 +158,7 @@ pub struct Authentication {
 impl Authentication {
     /// No credential.
     pub fn anonymous() -> Self {
-        Self {
-            kind: CredentialKind::None,
-            source: TokenSource::None,
-            provider: None,
-            principal: None,
-        }
+        Self { kind: CredentialKind::None, source: TokenSource::None, provider: None, principal: None }
     }
 }
 

@@ -10,6 +10,11 @@
 //! - [`server`]: listeners, the request pipeline, forwarding, error mapping.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod identity;
+pub mod metrics;
+pub mod plugins;
+pub mod server;
 pub mod tokens;

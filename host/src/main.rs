@@ -1,1 +1,104 @@
-fn main() {}
+//! The `wasmgate` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// An API gateway whose authorization policy runs as hot-swappable
+/// WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "wasmgate", version, about)]
+struct Cli {
+    /// Log filter (tracing-subscriber `EnvFilter` syntax).
+    #[arg(long, env = "WASMGATE_LOG", default_value = "info", global = true)]
+    log: String,
+    /// Log format.
+    #[arg(long, env = "WASMGATE_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve with a YAML config file.
+    Serve {
+        /// The config file.
+        #[arg(long, short, env = "WASMGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run a self-contained demo on loopback: a development OIDC issuer, the
+    /// sample sandbox driver and the embedded default components.
+    Demo {
+        /// Where the gateway listens (loopback addresses only).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[command(subcommand)]
+        action: Option<DemoAction>,
+    },
+    /// Inspect or test policy components.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DemoAction {
+    /// A small gRPC client for the demo's sandbox API, through the gateway.
+    Call(wasmgate::demo::CallArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginAction {
+    /// Print the policy interfaces a component exports, or why it cannot be used.
+    Check {
+        /// The component file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => wasmgate::cli::serve(&config).await,
+            Command::Demo { listen, action: None } => wasmgate::demo::run(listen).await,
+            Command::Demo { action: Some(DemoAction::Call(args)), .. } => wasmgate::demo::call(args).await,
+            Command::Plugin { action: PluginAction::Check { file } } => wasmgate::cli::plugin_check(&file).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use wasmgate_proto::sandbox::{
-    Caller, CreateSandboxRequest, DeleteSandboxRequest, DeleteSandboxResponse, DriverConfig,
-    GetCallerRequest, GetConfigRequest, GetSandboxRequest, ListSandboxesRequest,
-    ListSandboxesResponse, Sandbox, UpdateConfigRequest, WatchSandboxesRequest,
-    sandbox_service_server::SandboxService,
+    Caller, CreateSandboxRequest, DeleteSandboxRequest, DeleteSandboxResponse, DriverConfig, GetCallerRequest,
+    GetConfigRequest, GetSandboxRequest, ListSandboxesRequest, ListSandboxesResponse, Sandbox, UpdateConfigRequest,
+    WatchSandboxesRequest, sandbox_service_server::SandboxService,
 };
 
 use crate::state::{EventStream, Origin, Store, caller_from_headers};
@@ -27,10 +26,7 @@ impl SandboxGrpc {
 
 #[tonic::async_trait]
 impl SandboxService for SandboxGrpc {
-    async fn create_sandbox(
-        &self,
-        request: Request<CreateSandboxRequest>,
-    ) -> Result<Response<Sandbox>, Status> {
+    async fn create_sandbox(&self, request: Request<CreateSandboxRequest>) -> Result<Response<Sandbox>, Status> {
         let origin = Origin::from_headers(request.metadata().as_ref());
         let req = request.into_inner();
         let sandbox = self.store.create(&req.name, &req.image, &origin).await?;
@@ -38,13 +34,8 @@ impl SandboxService for SandboxGrpc {
         Ok(Response::new(sandbox))
     }
 
-    async fn get_sandbox(
-        &self,
-        request: Request<GetSandboxRequest>,
-    ) -> Result<Response<Sandbox>, Status> {
-        Ok(Response::new(
-            self.store.get(&request.into_inner().id).await?,
-        ))
+    async fn get_sandbox(&self, request: Request<GetSandboxRequest>) -> Result<Response<Sandbox>, Status> {
+        Ok(Response::new(self.store.get(&request.into_inner().id).await?))
     }
 
     async fn list_sandboxes(
@@ -74,30 +65,16 @@ impl SandboxService for SandboxGrpc {
         Ok(Response::new(self.store.watch(max_events).await))
     }
 
-    async fn get_config(
-        &self,
-        _request: Request<GetConfigRequest>,
-    ) -> Result<Response<DriverConfig>, Status> {
+    async fn get_config(&self, _request: Request<GetConfigRequest>) -> Result<Response<DriverConfig>, Status> {
         Ok(Response::new(self.store.config().await))
     }
 
-    async fn update_config(
-        &self,
-        request: Request<UpdateConfigRequest>,
-    ) -> Result<Response<DriverConfig>, Status> {
-        let config = request
-            .into_inner()
-            .config
-            .ok_or_else(|| Status::invalid_argument("config is required"))?;
+    async fn update_config(&self, request: Request<UpdateConfigRequest>) -> Result<Response<DriverConfig>, Status> {
+        let config = request.into_inner().config.ok_or_else(|| Status::invalid_argument("config is required"))?;
         Ok(Response::new(self.store.set_config(config).await?))
     }
 
-    async fn get_caller(
-        &self,
-        request: Request<GetCallerRequest>,
-    ) -> Result<Response<Caller>, Status> {
-        Ok(Response::new(caller_from_headers(
-            request.metadata().as_ref(),
-        )))
+    async fn get_caller(&self, request: Request<GetCallerRequest>) -> Result<Response<Caller>, Status> {
+        Ok(Response::new(caller_from_headers(request.metadata().as_ref())))
     }
 }

@@ -73,16 +73,12 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 pub async fn router(store: Arc<Store>) -> Router {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
-    health
-        .set_service_status(SANDBOX_SERVICE_NAME, ServingStatus::Serving)
-        .await;
-    tonic::service::Routes::new(SandboxServiceServer::new(grpc::SandboxGrpc::new(
-        store.clone(),
-    )))
-    .add_service(health_service)
-    .into_axum_router()
-    .merge(rest::router(store))
-    .fallback(fallback)
+    health.set_service_status(SANDBOX_SERVICE_NAME, ServingStatus::Serving).await;
+    tonic::service::Routes::new(SandboxServiceServer::new(grpc::SandboxGrpc::new(store.clone())))
+        .add_service(health_service)
+        .into_axum_router()
+        .merge(rest::router(store))
+        .fallback(fallback)
 }
 
 async fn fallback(req: Request<Body>) -> Response {
@@ -107,10 +103,7 @@ async fn fallback(req: Request<Body>) -> Response {
 /// Serves a fresh, empty [`Store`] on `listener` until `shutdown` completes.
 ///
 /// See [`serve_with_store`].
-pub async fn serve(
-    listener: UnixListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
+pub async fn serve(listener: UnixListener, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
     serve_with_store(listener, Arc::new(Store::new()), shutdown).await
 }
 

@@ -23,9 +23,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let args = Args::parse();
 
@@ -38,8 +36,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let listener = sandbox_driver::bind(&args.socket)
-        .with_context(|| format!("binding {}", args.socket.display()))?;
+    let listener = sandbox_driver::bind(&args.socket).with_context(|| format!("binding {}", args.socket.display()))?;
     tracing::info!(socket = %args.socket.display(), "sandbox driver listening");
     let served = sandbox_driver::serve(listener, shutdown).await;
     if let Err(e) = std::fs::remove_file(&args.socket) {

@@ -136,9 +136,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match self.0 {
             StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
-            StoreError::ResourceExhausted(_) => {
-                (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED")
-            }
+            StoreError::ResourceExhausted(_) => (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED"),
             StoreError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
         };
         error_response(status, code, &self.0.to_string())
@@ -151,16 +149,8 @@ pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> R
     (status, Json(body)).into_response()
 }
 
-async fn list(
-    State(store): State<Arc<Store>>,
-    Query(q): Query<ListQuery>,
-) -> Json<serde_json::Value> {
-    let sandboxes: Vec<SandboxJson> = store
-        .list(&q.tenant)
-        .await
-        .into_iter()
-        .map(Into::into)
-        .collect();
+async fn list(State(store): State<Arc<Store>>, Query(q): Query<ListQuery>) -> Json<serde_json::Value> {
+    let sandboxes: Vec<SandboxJson> = store.list(&q.tenant).await.into_iter().map(Into::into).collect();
     Json(serde_json::json!({ "sandboxes": sandboxes }))
 }
 
@@ -175,17 +165,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(sandbox.into())))
 }
 
-async fn get_one(
-    State(store): State<Arc<Store>>,
-    Path(id): Path<String>,
-) -> Result<Json<SandboxJson>, ApiError> {
+async fn get_one(State(store): State<Arc<Store>>, Path(id): Path<String>) -> Result<Json<SandboxJson>, ApiError> {
     Ok(Json(store.get(&id).await?.into()))
 }
 
-async fn delete(
-    State(store): State<Arc<Store>>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn delete(State(store): State<Arc<Store>>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let sandbox = store.delete(&id).await?;
     tracing::info!(id = %sandbox.id, "deleted sandbox (REST)");
     Ok(Json(serde_json::json!({ "deleted": true })))
@@ -193,26 +177,16 @@ async fn delete(
 
 async fn get_config(State(store): State<Arc<Store>>) -> Json<ConfigJson> {
     let c = store.config().await;
-    Json(ConfigJson {
-        max_sandboxes: c.max_sandboxes,
-        default_image: c.default_image,
-    })
+    Json(ConfigJson { max_sandboxes: c.max_sandboxes, default_image: c.default_image })
 }
 
 async fn put_config(
     State(store): State<Arc<Store>>,
     Json(body): Json<ConfigJson>,
 ) -> Result<Json<ConfigJson>, ApiError> {
-    let c = store
-        .set_config(DriverConfig {
-            max_sandboxes: body.max_sandboxes,
-            default_image: body.default_image,
-        })
-        .await?;
-    Ok(Json(ConfigJson {
-        max_sandboxes: c.max_sandboxes,
-        default_image: c.default_image,
-    }))
+    let c =
+        store.set_config(DriverConfig { max_sandboxes: body.max_sandboxes, default_image: body.default_image }).await?;
+    Ok(Json(ConfigJson { max_sandboxes: c.max_sandboxes, default_image: c.default_image }))
 }
 
 async fn caller(headers: HeaderMap) -> Json<CallerJson> {

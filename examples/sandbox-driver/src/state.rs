@@ -14,9 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures::Stream;
 use http::HeaderMap;
 use tokio::sync::{RwLock, broadcast, watch};
-use wasmgate_proto::sandbox::{
-    Caller, DriverConfig, Sandbox, SandboxEvent, SandboxState, sandbox_event::Kind,
-};
+use wasmgate_proto::sandbox::{Caller, DriverConfig, Sandbox, SandboxEvent, SandboxState, sandbox_event::Kind};
 
 /// Default for [`DriverConfig::max_sandboxes`].
 pub const DEFAULT_MAX_SANDBOXES: u32 = 100;
@@ -82,17 +80,8 @@ impl Origin {
     /// Reads tenant and subject from request headers (empty when absent or
     /// not valid UTF-8).
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let get = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        Self {
-            tenant: get(TENANT_HEADER),
-            subject: get(SUBJECT_HEADER),
-        }
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        Self { tenant: get(TENANT_HEADER), subject: get(SUBJECT_HEADER) }
     }
 }
 
@@ -119,10 +108,7 @@ pub fn caller_from_headers(headers: &HeaderMap) -> Caller {
 
 /// The default driver configuration.
 pub fn default_config() -> DriverConfig {
-    DriverConfig {
-        max_sandboxes: DEFAULT_MAX_SANDBOXES,
-        default_image: DEFAULT_IMAGE.to_owned(),
-    }
+    DriverConfig { max_sandboxes: DEFAULT_MAX_SANDBOXES, default_image: DEFAULT_IMAGE.to_owned() }
 }
 
 #[derive(Debug)]
@@ -156,11 +142,7 @@ impl Store {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (closing, _) = watch::channel(false);
         Self {
-            inner: RwLock::new(Inner {
-                sandboxes: BTreeMap::new(),
-                config: default_config(),
-                next_id: 1,
-            }),
+            inner: RwLock::new(Inner { sandboxes: BTreeMap::new(), config: default_config(), next_id: 1 }),
             events,
             closing,
         }
@@ -168,12 +150,7 @@ impl Store {
 
     /// Creates a running sandbox owned by `origin`'s tenant. An empty `image`
     /// means the configured default image.
-    pub async fn create(
-        &self,
-        name: &str,
-        image: &str,
-        origin: &Origin,
-    ) -> Result<Sandbox, StoreError> {
+    pub async fn create(&self, name: &str, image: &str, origin: &Origin) -> Result<Sandbox, StoreError> {
         if name.is_empty() {
             return Err(StoreError::InvalidArgument("name must not be empty".into()));
         }
@@ -184,11 +161,7 @@ impl Store {
         }
         let id = format!("sbx-{:06}", inner.next_id);
         inner.next_id += 1;
-        let image = if image.is_empty() {
-            inner.config.default_image.clone()
-        } else {
-            image.to_owned()
-        };
+        let image = if image.is_empty() { inner.config.default_image.clone() } else { image.to_owned() };
         let sandbox = Sandbox {
             id: id.clone(),
             name: name.to_owned(),
@@ -205,13 +178,7 @@ impl Store {
 
     /// Returns one sandbox by id.
     pub async fn get(&self, id: &str) -> Result<Sandbox, StoreError> {
-        self.inner
-            .read()
-            .await
-            .sandboxes
-            .get(id)
-            .cloned()
-            .ok_or_else(|| StoreError::NotFound(id.to_owned()))
+        self.inner.read().await.sandboxes.get(id).cloned().ok_or_else(|| StoreError::NotFound(id.to_owned()))
     }
 
     /// Lists sandboxes in id order; a non-empty `tenant` keeps only that
@@ -230,10 +197,7 @@ impl Store {
     /// Deletes a sandbox, returning it in state `DELETED`.
     pub async fn delete(&self, id: &str) -> Result<Sandbox, StoreError> {
         let mut inner = self.inner.write().await;
-        let mut sandbox = inner
-            .sandboxes
-            .remove(id)
-            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        let mut sandbox = inner.sandboxes.remove(id).ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
         sandbox.state = SandboxState::Deleted.into();
         self.publish(Kind::Deleted, sandbox.clone());
         Ok(sandbox)
@@ -247,9 +211,7 @@ impl Store {
     /// Replaces the configuration. An empty `default_image` is rejected.
     pub async fn set_config(&self, config: DriverConfig) -> Result<DriverConfig, StoreError> {
         if config.default_image.is_empty() {
-            return Err(StoreError::InvalidArgument(
-                "default_image must not be empty".into(),
-            ));
+            return Err(StoreError::InvalidArgument("default_image must not be empty".into()));
         }
         self.inner.write().await.config = config.clone();
         Ok(config)
@@ -262,11 +224,8 @@ impl Store {
     pub async fn watch(&self, max_events: u32) -> EventStream {
         let (existing, rx) = {
             let inner = self.inner.read().await;
-            let existing: VecDeque<SandboxEvent> = inner
-                .sandboxes
-                .values()
-                .map(|s| event(Kind::Existing, s.clone()))
-                .collect();
+            let existing: VecDeque<SandboxEvent> =
+                inner.sandboxes.values().map(|s| event(Kind::Existing, s.clone())).collect();
             (existing, self.events.subscribe())
         };
         let state = WatchState {
@@ -329,10 +288,7 @@ impl WatchState {
 }
 
 fn event(kind: Kind, sandbox: Sandbox) -> SandboxEvent {
-    SandboxEvent {
-        kind: kind.into(),
-        sandbox: Some(sandbox),
-    }
+    SandboxEvent { kind: kind.into(), sandbox: Some(sandbox) }
 }
 
 fn now_ms() -> i64 {
@@ -363,10 +319,7 @@ mod tests {
         assert_eq!(caller.identity_headers.len(), 1);
         assert_eq!(caller.identity_headers["x-wasmgate-tenant"], "acme");
         assert!(caller.authorization_present);
-        assert_eq!(
-            caller.header_names,
-            ["accept", "authorization", "x-wasmgate-tenant", "zeta"]
-        );
+        assert_eq!(caller.header_names, ["accept", "authorization", "x-wasmgate-tenant", "zeta"]);
     }
 
     #[tokio::test]

@@ -36,10 +36,7 @@ impl SecretSource {
     pub fn resolve(&self) -> Result<SecretValue, ConfigError> {
         let bytes = match self {
             Self::File(path) => {
-                let mut b = std::fs::read(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let mut b = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
                 if b.last() == Some(&b'\n') {
                     b.pop();
                     if b.last() == Some(&b'\r') {

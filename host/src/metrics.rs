@@ -1,0 +1,77 @@
+//! Prometheus metrics, exposed in text format on the admin listener.
+
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyFailureLabels {
+    plugin: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    route: String,
+    outcome: String,
+}
+
+struct Metrics {
+    registry: Registry,
+    policy_failures: Family<PolicyFailureLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    pipeline_seconds: Histogram,
+}
+
+fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| {
+        let mut registry = Registry::with_prefix("wasmgate");
+        let policy_failures = Family::<PolicyFailureLabels, Counter>::default();
+        registry.register(
+            "policy_failures",
+            "Policy component calls that failed closed, by component and kind",
+            policy_failures.clone(),
+        );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register("decisions", "Gateway decisions by route and outcome", decisions.clone());
+        let pipeline_seconds =
+            Histogram::new([5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2].into_iter());
+        registry.register(
+            "pipeline_seconds",
+            "Time from request to forwarding decision (authentication and policy)",
+            pipeline_seconds.clone(),
+        );
+        Metrics { registry, policy_failures, decisions, pipeline_seconds }
+    })
+}
+
+/// Counts a policy call that failed closed.
+pub fn policy_failure(plugin: &str, kind: &str) {
+    metrics()
+        .policy_failures
+        .get_or_create(&PolicyFailureLabels { plugin: plugin.to_owned(), kind: kind.to_owned() })
+        .inc();
+}
+
+/// Counts a decision (`allow`, `unauthenticated`, `forbidden`, `unavailable`, ...).
+pub fn decision(route: &str, outcome: &str) {
+    metrics().decisions.get_or_create(&DecisionLabels { route: route.to_owned(), outcome: outcome.to_owned() }).inc();
+}
+
+/// Records the pipeline's duration.
+pub fn pipeline_duration(seconds: f64) {
+    metrics().pipeline_seconds.observe(seconds);
+}
+
+/// Every metric in the Prometheus text format.
+pub fn render() -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &metrics().registry);
+    out
+}

@@ -1,0 +1,133 @@
+//! The WebAssembly component host and the policy set.
+//!
+//! - [`PluginEngine`] owns the wasmtime engine (pooling allocator, epoch
+//!   interruption), the linker (the `host` interface and an empty WASI) and
+//!   the per-call limits.
+//! - [`Plugin`] is one compiled, type-checked, pre-instantiated component and
+//!   the interfaces it exports.
+//! - [`Binding`] is a plugin bound to a role with its settings; its methods
+//!   run one policy call each, in a fresh store, and validate the result.
+//! - [`PolicySet`] is the immutable snapshot of every binding the gateway
+//!   uses; the server swaps whole snapshots.
+//!
+//! Every failure (trap, deadline, memory cap, `policy-error`, malformed
+//! result) is returned as a [`PolicyError`] and counted; callers fail closed.
+
+mod bindings;
+mod builtin;
+mod engine;
+mod policy_set;
+mod validate;
+
+pub use builtin::{BUILTINS, builtin_bytes, fixture_path};
+pub use engine::{Binding, Exports, Interface, Plugin, PluginEngine};
+pub use policy_set::PolicySet;
+
+/// Why a policy call or a component load failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The component ran past its deadline.
+    #[error("policy component {plugin} exceeded its deadline")]
+    Timeout {
+        /// Component name.
+        plugin: String,
+    },
+    /// The component tried to grow memory beyond its cap.
+    #[error("policy component {plugin} exceeded its memory limit")]
+    MemoryLimit {
+        /// Component name.
+        plugin: String,
+    },
+    /// The component trapped (panic, unreachable, bad memory access...).
+    #[error("policy component {plugin} trapped: {detail}")]
+    Trap {
+        /// Component name.
+        plugin: String,
+        /// The trap, for logs.
+        detail: String,
+    },
+    /// The component returned `err(policy-error)`.
+    #[error("policy component {plugin} returned an error: {detail}")]
+    Guest {
+        /// Component name.
+        plugin: String,
+        /// The error, for logs.
+        detail: String,
+    },
+    /// The component returned something the host does not accept.
+    #[error("policy component {plugin} returned an invalid result: {detail}")]
+    InvalidResult {
+        /// Component name.
+        plugin: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// No component serves this role.
+    #[error("no policy component serves {role}")]
+    NotBound {
+        /// The role.
+        role: &'static str,
+    },
+}
+
+impl PolicyError {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::Trap { .. } => "trap",
+            Self::Guest { .. } => "guest_error",
+            Self::InvalidResult { .. } => "invalid_result",
+            Self::NotBound { .. } => "not_bound",
+        }
+    }
+}
+
+/// Why a component could not be loaded or bound.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The engine could not be created.
+    #[error("cannot create the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The bytes are not a valid component (or failed to compile).
+    #[error("{name}: not a valid WebAssembly component: {detail}")]
+    Compile {
+        /// Component name.
+        name: String,
+        /// Compiler message.
+        detail: String,
+    },
+    /// The component imports something the host does not provide.
+    #[error("{name}: cannot be linked: {detail}")]
+    Link {
+        /// Component name.
+        name: String,
+        /// Linker message.
+        detail: String,
+    },
+    /// The component exports none of the policy interfaces, or not the one a binding needs.
+    #[error("{name}: {detail}")]
+    WrongWorld {
+        /// Component name.
+        name: String,
+        /// What it exports and what was expected.
+        detail: String,
+    },
+    /// Instantiation trapped or an export has the wrong type.
+    #[error("{name}: instantiation failed: {detail}")]
+    Instantiate {
+        /// Component name.
+        name: String,
+        /// The error.
+        detail: String,
+    },
+    /// The component file could not be read.
+    #[error("cannot read component {path}: {detail}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The error.
+        detail: String,
+    },
+}

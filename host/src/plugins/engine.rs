@@ -1,0 +1,649 @@
+//! The wasmtime engine, compiled plugins and per-call execution.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{
+    self, Host, LogLevel, PolicyBundle, authorizer, claims_mapper, classifier, credential_policy, wit,
+};
+use super::validate;
+use super::{LoadError, PolicyError};
+use crate::config::PluginsConfig;
+use crate::identity as id;
+use crate::metrics;
+
+/// How often the epoch advances; deadlines are whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Log lines one call may write; more are dropped.
+const MAX_LOG_LINES_PER_CALL: u32 = 16;
+/// Longest log line kept, bytes.
+const MAX_LOG_LINE: usize = 1024;
+
+/// A policy interface a component can export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Interface {
+    /// `classifier`
+    Classifier,
+    /// `claims-mapper`
+    ClaimsMapper,
+    /// `authorizer`
+    Authorizer,
+    /// `credential-policy`
+    CredentialPolicy,
+}
+
+impl Interface {
+    /// Every interface, in WIT order.
+    pub const ALL: [Interface; 4] =
+        [Interface::Classifier, Interface::ClaimsMapper, Interface::Authorizer, Interface::CredentialPolicy];
+
+    /// The fully qualified WIT name.
+    pub fn wit_name(self) -> &'static str {
+        match self {
+            Self::Classifier => "wasmgate:policy/classifier@0.1.0",
+            Self::ClaimsMapper => "wasmgate:policy/claims-mapper@0.1.0",
+            Self::Authorizer => "wasmgate:policy/authorizer@0.1.0",
+            Self::CredentialPolicy => "wasmgate:policy/credential-policy@0.1.0",
+        }
+    }
+
+    /// The short name used in config and messages.
+    pub fn role(self) -> &'static str {
+        match self {
+            Self::Classifier => "classifier",
+            Self::ClaimsMapper => "claims-mapper",
+            Self::Authorizer => "authorizer",
+            Self::CredentialPolicy => "credential-policy",
+        }
+    }
+}
+
+impl fmt::Display for Interface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.role())
+    }
+}
+
+/// Which policy interfaces a component exports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exports(Vec<Interface>);
+
+impl Exports {
+    /// Whether `iface` is exported.
+    pub fn has(&self, iface: Interface) -> bool {
+        self.0.contains(&iface)
+    }
+
+    /// The exported interfaces.
+    pub fn iter(&self) -> impl Iterator<Item = Interface> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl fmt::Display for Exports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(none)");
+        }
+        let names: Vec<_> = self.0.iter().map(|i| i.role()).collect();
+        f.write_str(&names.join(", "))
+    }
+}
+
+/// Store data of one policy call.
+struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    settings: Arc<Settings>,
+    plugin: Arc<str>,
+    log_lines: u32,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wit::Host for StoreState {}
+
+impl Host for StoreState {
+    async fn log(&mut self, level: LogLevel, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES_PER_CALL {
+            return;
+        }
+        let mut msg = message;
+        if msg.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            msg.truncate(cut);
+        }
+        let plugin = &*self.plugin;
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "wasmgate::plugin", plugin, "{msg}"),
+            LogLevel::Debug => tracing::debug!(target: "wasmgate::plugin", plugin, "{msg}"),
+            LogLevel::Info => tracing::info!(target: "wasmgate::plugin", plugin, "{msg}"),
+            LogLevel::Warn => tracing::warn!(target: "wasmgate::plugin", plugin, "{msg}"),
+            LogLevel::Error => tracing::error!(target: "wasmgate::plugin", plugin, "{msg}"),
+        }
+    }
+
+    async fn get_config(&mut self, key: String) -> Option<String> {
+        self.settings.0.get(&key).cloned()
+    }
+}
+
+/// Caps linear memory and tables of one instance and remembers whether the
+/// cap was hit, so the failure is reported as what it is.
+struct MemoryLimiter {
+    max_memory: usize,
+    max_table_elements: usize,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} bytes exceeded", self.max_memory);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_table_elements {
+            self.exceeded = true;
+            wasmtime::bail!("table limit exceeded");
+        }
+        Ok(true)
+    }
+}
+
+/// A binding's settings as the `host.get-config` import returns them.
+#[derive(Debug, Default)]
+struct Settings(BTreeMap<String, String>);
+
+impl Settings {
+    fn from_json(settings: &BTreeMap<String, serde_json::Value>) -> Self {
+        Self(
+            settings
+                .iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), text)
+                })
+                .collect(),
+        )
+    }
+}
+
+struct EngineShared {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    deadline_ticks: u64,
+    max_memory: usize,
+}
+
+/// The wasmtime engine with its linker, limits and epoch ticker.
+pub struct PluginEngine {
+    shared: Arc<EngineShared>,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for PluginEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginEngine")
+            .field("deadline_ticks", &self.shared.deadline_ticks)
+            .field("max_memory", &self.shared.max_memory)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PluginEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl PluginEngine {
+    /// Creates the engine: pooling allocator sized from `cfg`, epoch
+    /// interruption driven by a 1 ms ticker thread, and a linker that offers
+    /// the `host` interface plus WASI with nothing granted.
+    pub fn new(cfg: &PluginsConfig) -> Result<Self, LoadError> {
+        let mut pool = PoolingAllocationConfig::default();
+        let instances = cfg.max_instances.max(8);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
+            .total_stacks(instances)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_memory_size(cfg.max_memory_bytes)
+            .table_elements(20_000);
+
+        let mut config = wasmtime::Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .max_wasm_stack(512 * 1024)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+
+        let mut linker: Linker<StoreState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| LoadError::Engine(e.to_string()))?;
+        PolicyBundle::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+
+        let tick_ms = EPOCH_TICK.as_millis().max(1) as u64;
+        let deadline_ticks = cfg.deadline_ms.div_ceil(tick_ms).max(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("wasmgate-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| LoadError::Engine(e.to_string()))?
+        };
+
+        Ok(Self {
+            shared: Arc::new(EngineShared { engine, linker, deadline_ticks, max_memory: cfg.max_memory_bytes }),
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// Compiles, links, type-checks and pre-instantiates a component, and
+    /// instantiates it once to prove instantiation works.
+    pub async fn load(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let component = Component::new(&self.shared.engine, bytes)
+            .map_err(|e| LoadError::Compile { name: name.to_owned(), detail: first_line(&e) })?;
+        let pre = self.shared.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
+            name: name.to_owned(),
+            detail: format!("{} (a policy component may import only wasmgate:policy/host and WASI)", first_line(&e)),
+        })?;
+
+        let classifier = classifier::GuestIndices::new(&pre).ok();
+        let mapper = claims_mapper::GuestIndices::new(&pre).ok();
+        let authorizer = authorizer::GuestIndices::new(&pre).ok();
+        let credential = credential_policy::GuestIndices::new(&pre).ok();
+        let mut exports = Vec::new();
+        for (iface, present) in [
+            (Interface::Classifier, classifier.is_some()),
+            (Interface::ClaimsMapper, mapper.is_some()),
+            (Interface::Authorizer, authorizer.is_some()),
+            (Interface::CredentialPolicy, credential.is_some()),
+        ] {
+            if present {
+                exports.push(iface);
+            }
+        }
+        if exports.is_empty() {
+            let found: Vec<String> =
+                component.component_type().exports(&self.shared.engine).map(|(n, _)| n.to_owned()).collect();
+            let expected: Vec<&str> = Interface::ALL.iter().map(|i| i.wit_name()).collect();
+            return Err(LoadError::WrongWorld {
+                name: name.to_owned(),
+                detail: format!(
+                    "exports none of the policy interfaces (expected at least one of {}; it exports {})",
+                    expected.join(", "),
+                    if found.is_empty() { "nothing".to_owned() } else { found.join(", ") }
+                ),
+            });
+        }
+
+        let plugin = Plugin {
+            name: name.into(),
+            sha256,
+            exports: Exports(exports),
+            pre,
+            classifier,
+            mapper,
+            authorizer,
+            credential,
+        };
+        // Instantiate once with empty settings: catches traps in start
+        // functions and exports whose function types do not match.
+        let probe = Binding::new(self, Arc::new(plugin), &BTreeMap::new());
+        probe
+            .with_instance(async |store, instance| {
+                let p = &probe.plugin;
+                if let Some(i) = &p.classifier {
+                    i.load(&mut *store, instance)?;
+                }
+                if let Some(i) = &p.mapper {
+                    i.load(&mut *store, instance)?;
+                }
+                if let Some(i) = &p.authorizer {
+                    i.load(&mut *store, instance)?;
+                }
+                if let Some(i) = &p.credential {
+                    i.load(&mut *store, instance)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| LoadError::Instantiate { name: name.to_owned(), detail: e.to_string() })?;
+        Ok(probe.plugin)
+    }
+
+    /// Reads and loads a component file.
+    pub async fn load_file(&self, path: &std::path::Path) -> Result<Arc<Plugin>, LoadError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| LoadError::Read { path: path.display().to_string(), detail: e.to_string() })?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        self.load(&name, &bytes).await
+    }
+}
+
+/// A compiled, linked and pre-instantiated component.
+pub struct Plugin {
+    name: Arc<str>,
+    sha256: String,
+    exports: Exports,
+    pre: InstancePre<StoreState>,
+    classifier: Option<classifier::GuestIndices>,
+    mapper: Option<claims_mapper::GuestIndices>,
+    authorizer: Option<authorizer::GuestIndices>,
+    credential: Option<credential_policy::GuestIndices>,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("sha256", &self.sha256)
+            .field("exports", &self.exports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// The component's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SHA-256 of the component bytes, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The policy interfaces it exports.
+    pub fn exports(&self) -> &Exports {
+        &self.exports
+    }
+}
+
+/// A plugin serving one role with its settings.
+#[derive(Clone)]
+pub struct Binding {
+    plugin: Arc<Plugin>,
+    settings: Arc<Settings>,
+    engine: Arc<EngineShared>,
+}
+
+impl fmt::Debug for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Binding")
+            .field("plugin", &self.plugin.name)
+            .field("settings", &self.settings.0.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Binding {
+    /// Binds `plugin` with `settings`.
+    pub fn new(engine: &PluginEngine, plugin: Arc<Plugin>, settings: &BTreeMap<String, serde_json::Value>) -> Self {
+        Self { plugin, settings: Arc::new(Settings::from_json(settings)), engine: engine.shared.clone() }
+    }
+
+    /// The bound plugin.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// Checks that the plugin exports `iface`.
+    pub fn require(&self, iface: Interface) -> Result<(), LoadError> {
+        if self.plugin.exports.has(iface) {
+            Ok(())
+        } else {
+            Err(LoadError::WrongWorld {
+                name: self.plugin.name.to_string(),
+                detail: format!(
+                    "is bound as {} but does not export {} (it exports: {})",
+                    iface.role(),
+                    iface.wit_name(),
+                    self.plugin.exports
+                ),
+            })
+        }
+    }
+
+    /// Runs `f` on a fresh instance in a fresh store with the deadline and
+    /// memory cap applied.
+    async fn with_instance<R>(
+        &self,
+        f: impl AsyncFnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        let shared = &*self.engine;
+        let state = StoreState {
+            wasi: empty_wasi(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { max_memory: shared.max_memory, max_table_elements: 100_000, exceeded: false },
+            settings: self.settings.clone(),
+            plugin: self.plugin.name.clone(),
+            log_lines: 0,
+        };
+        let mut store = Store::new(&shared.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(shared.deadline_ticks + 1);
+        store.epoch_deadline_trap();
+        let result = match self.plugin.pre.instantiate_async(&mut store).await {
+            Ok(instance) => f(&mut store, &instance).await,
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| self.classify_failure(&store, &e))
+    }
+
+    fn classify_failure(&self, store: &Store<StoreState>, e: &wasmtime::Error) -> PolicyError {
+        let plugin = self.plugin.name.to_string();
+        let err = if store.data().limiter.exceeded {
+            PolicyError::MemoryLimit { plugin }
+        } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            PolicyError::Timeout { plugin }
+        } else {
+            PolicyError::Trap { plugin, detail: first_line(e) }
+        };
+        metrics::policy_failure(&self.plugin.name, err.kind());
+        err
+    }
+
+    fn fail(&self, err: PolicyError) -> PolicyError {
+        metrics::policy_failure(&self.plugin.name, err.kind());
+        err
+    }
+
+    fn guest_error(&self, e: &wit::PolicyError) -> PolicyError {
+        self.fail(PolicyError::Guest { plugin: self.plugin.name.to_string(), detail: bindings::policy_error_text(e) })
+    }
+
+    fn invalid(&self, detail: String) -> PolicyError {
+        self.fail(PolicyError::InvalidResult { plugin: self.plugin.name.to_string(), detail })
+    }
+
+    fn not_bound(&self, role: &'static str) -> PolicyError {
+        self.fail(PolicyError::NotBound { role })
+    }
+
+    /// Asks the classifier about `call`.
+    pub async fn classify(&self, call: &id::CallInfo) -> Result<id::Classification, PolicyError> {
+        let Some(indices) = &self.plugin.classifier else {
+            return Err(self.not_bound("classifier"));
+        };
+        let arg: wit::CallInfo = call.into();
+        let out = self
+            .with_instance(async |store, instance| {
+                indices.load(&mut *store, instance)?.call_classify(&mut *store, &arg).await
+            })
+            .await?;
+        match out {
+            Ok(c) => {
+                let c = id::Classification {
+                    class: bindings::auth_class_from_wit(c.class),
+                    required_scopes: c.required_scopes,
+                };
+                validate::classification(&c).map_err(|d| self.invalid(d))?;
+                Ok(c)
+            }
+            Err(e) => Err(self.guest_error(&e)),
+        }
+    }
+
+    /// Asks the claims-mapper for the principal of `claims_json`.
+    pub async fn map_claims(&self, provider: &str, claims_json: &str) -> Result<id::Principal, PolicyError> {
+        let Some(indices) = &self.plugin.mapper else {
+            return Err(self.not_bound("claims-mapper"));
+        };
+        let out = self
+            .with_instance(async |store, instance| {
+                indices.load(&mut *store, instance)?.call_map_claims(&mut *store, provider, claims_json).await
+            })
+            .await?;
+        match out {
+            Ok(p) => {
+                let p: id::Principal = p.into();
+                validate::principal(&p).map_err(|d| self.invalid(d))?;
+                Ok(p)
+            }
+            Err(e) => Err(self.guest_error(&e)),
+        }
+    }
+
+    /// Asks the authorizer about `request`.
+    pub async fn authorize(&self, request: &id::AuthzRequest) -> Result<id::Decision, PolicyError> {
+        let Some(indices) = &self.plugin.authorizer else {
+            return Err(self.not_bound("authorizer"));
+        };
+        let arg: wit::AuthzRequest = request.into();
+        let out = self
+            .with_instance(async |store, instance| {
+                indices.load(&mut *store, instance)?.call_authorize(&mut *store, &arg).await
+            })
+            .await?;
+        match out {
+            Ok(wit::Decision::Allow) => Ok(id::Decision::Allow),
+            Ok(wit::Decision::Deny(reason)) => Ok(id::Decision::Deny(validate::reason(reason))),
+            Err(e) => Err(self.guest_error(&e)),
+        }
+    }
+
+    /// Asks the credential policy which credentials `call` gets.
+    pub async fn select_credentials(
+        &self,
+        call: &id::CallInfo,
+        principal: Option<&id::Principal>,
+        catalogue: &[id::CredentialInfo],
+    ) -> Result<Vec<id::CredentialUse>, PolicyError> {
+        let Some(indices) = &self.plugin.credential else {
+            return Err(self.not_bound("credential-policy"));
+        };
+        let call_arg: wit::CallInfo = call.into();
+        let principal_arg: Option<wit::Principal> = principal.map(Into::into);
+        let catalogue_arg: Vec<wit::CredentialInfo> = catalogue.iter().map(Into::into).collect();
+        let out = self
+            .with_instance(async |store, instance| {
+                indices
+                    .load(&mut *store, instance)?
+                    .call_select_credentials(&mut *store, &call_arg, principal_arg.as_ref(), &catalogue_arg)
+                    .await
+            })
+            .await?;
+        match out {
+            Ok(uses) => {
+                let uses: Vec<id::CredentialUse> = uses
+                    .into_iter()
+                    .map(|u| id::CredentialUse { credential: u.credential, header: u.header, prefix: u.prefix })
+                    .collect();
+                validate::credential_uses(&uses, catalogue).map_err(|d| self.invalid(d))?;
+                Ok(uses)
+            }
+            Err(e) => Err(self.guest_error(&e)),
+        }
+    }
+}
+
+/// WASI with nothing granted: no environment, arguments, files, sockets or
+/// stdin; stdout and stderr discarded; clocks frozen at zero so policy
+/// cannot depend on time.
+fn empty_wasi() -> WasiCtx {
+    WasiCtx::builder()
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        .allow_ip_name_lookup(false)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .build()
+}
+
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+fn first_line(e: &impl fmt::Display) -> String {
+    let s = format!("{e:#}");
+    let line = s.lines().next().unwrap_or_default();
+    let mut out = line.to_owned();
+    if out.len() > 512 {
+        let mut cut = 512;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}

@@ -1,0 +1,160 @@
+//! Serving: the listener (HTTP/1.1 and HTTP/2, cleartext or TLS), health
+//! endpoints, the request pipeline and forwarding.
+
+mod forward;
+mod headers;
+mod listener;
+mod pipeline;
+mod reject;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use http::StatusCode;
+
+pub use headers::IdentityStripper;
+pub use listener::{Listener, TlsFiles};
+pub use reject::Rejection;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::plugins::{PluginEngine, PolicySet};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Config rejected.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A component could not be loaded.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugins::LoadError),
+    /// Authentication could not be set up.
+    #[error("authentication: {0}")]
+    Auth(String),
+    /// A route is invalid.
+    #[error("routes: {0}")]
+    Routes(String),
+    /// The listener could not be bound or TLS set up.
+    #[error("listener: {0}")]
+    Listen(String),
+}
+
+/// Everything a call needs, shared by all connections.
+#[derive(Debug)]
+struct State {
+    routes: routes::RouteTable,
+    upstreams: Vec<forward::Upstream>,
+    auth: Authenticator,
+    policy: ArcSwap<PolicySet>,
+    strip: IdentityStripper,
+    sandbox_header: http::HeaderName,
+    cookie_name: Option<String>,
+    query_param: Option<String>,
+    caches: pipeline::Caches,
+    // Kept alive for the policy set's lifetime (epoch ticker).
+    _engine: PluginEngine,
+}
+
+/// A configured gateway, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    state: Arc<State>,
+}
+
+impl Gateway {
+    /// Builds the gateway from a config: loads and checks every component,
+    /// sets up identity providers (keys are fetched in the background) and
+    /// upstream clients. Must run inside a tokio runtime.
+    pub async fn new(cfg: &Config) -> Result<Self, StartError> {
+        cfg.validate()?;
+        let engine = PluginEngine::new(&cfg.plugins)?;
+        let policy = PolicySet::build(&engine, cfg, 1).await?;
+        let auth = Authenticator::new(&cfg.auth).map_err(|e| StartError::Auth(e.to_string()))?;
+        let routes = routes::RouteTable::new(&cfg.routes).map_err(StartError::Routes)?;
+        let upstreams = routes.routes().iter().map(forward::Upstream::new).collect();
+        let sandbox_header = http::HeaderName::try_from(cfg.auth.sandbox_secret_header.to_ascii_lowercase())
+            .map_err(|_| StartError::Auth("auth.sandbox_secret_header is not a valid header name".into()))?;
+        Ok(Self {
+            state: Arc::new(State {
+                routes,
+                upstreams,
+                auth,
+                policy: ArcSwap::from_pointee(policy),
+                strip: IdentityStripper::new(&cfg.identity_headers),
+                sandbox_header,
+                cookie_name: cfg.auth.cookie.clone(),
+                query_param: cfg.auth.query_parameter.clone(),
+                caches: pipeline::Caches::new(),
+                _engine: engine,
+            }),
+        })
+    }
+
+    /// Whether the gateway can serve authenticated calls: components loaded
+    /// and every identity provider has usable keys.
+    pub fn ready(&self) -> bool {
+        self.state.auth.ready()
+    }
+
+    /// The current policy set.
+    pub fn policy(&self) -> Arc<PolicySet> {
+        self.state.policy.load_full()
+    }
+
+    /// The axum router: health endpoints, then every other path through the
+    /// pipeline.
+    pub fn router(&self) -> Router {
+        let ready_state = self.state.clone();
+        let state = self.state.clone();
+        Router::new()
+            .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let state = ready_state.clone();
+                    async move { readyz(&state).into_response() }
+                }),
+            )
+            .fallback(move |req: Request| {
+                let state = state.clone();
+                async move { pipeline::handle(state, req.map(Body::new)).await }
+            })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains
+    /// connections.
+    pub async fn serve(&self, listener: Listener, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        listener.serve(self.router(), shutdown).await
+    }
+}
+
+fn readyz(state: &State) -> (StatusCode, String) {
+    let providers = state.auth.readiness();
+    let mut body = String::new();
+    let mut ready = true;
+    for p in &providers {
+        let line = if p.has_keys {
+            format!("provider {}: ready ({} keys)\n", p.name, p.key_count)
+        } else {
+            ready = false;
+            format!("provider {}: not ready (no usable keys)\n", p.name)
+        };
+        body.push_str(&line);
+    }
+    let policy = state.policy.load();
+    body.push_str(&format!("policy: {} components loaded\n", policy.plugins().len()));
+    if ready { (StatusCode::OK, body) } else { (StatusCode::SERVICE_UNAVAILABLE, body) }
+}
+
+/// The address a TCP listener is bound to, for messages.
+pub fn describe(addr: SocketAddr, tls: bool) -> String {
+    format!("{}://{addr}", if tls { "https" } else { "http" })
+}

@@ -1,0 +1,148 @@
+//! The one place where failures become responses.
+//!
+//! HTTP callers get RFC 6750 `WWW-Authenticate` challenges on 401, 403 for
+//! denials and 503 when a dependency is unavailable; gRPC callers get the
+//! matching status (16, 7, 14, ...) as a trailers-only response. Bodies and
+//! messages are fixed strings: reasons go to the log, never to the client.
+
+use axum::body::Body;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::auth::{AuthError, AuthFailureKind};
+
+/// Why a call is not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// No credential where one is required.
+    MissingCredential,
+    /// The request carries credentials in an invalid way (e.g. two tokens).
+    InvalidRequest,
+    /// The credential is invalid, expired or not accepted.
+    InvalidToken,
+    /// Authenticated, but policy denies the call (or failed closed).
+    Forbidden,
+    /// A dependency (keys, driver, upstream) is unavailable.
+    Unavailable,
+    /// No route matches the call.
+    NoRoute,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+}
+
+impl From<&AuthError> for Rejection {
+    fn from(e: &AuthError) -> Self {
+        match e.kind() {
+            AuthFailureKind::Missing => Self::MissingCredential,
+            AuthFailureKind::InvalidRequest => Self::InvalidRequest,
+            AuthFailureKind::InvalidToken => Self::InvalidToken,
+            AuthFailureKind::Unavailable => Self::Unavailable,
+        }
+    }
+}
+
+impl Rejection {
+    /// The label used in metrics and decision logs.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Self::MissingCredential | Self::InvalidRequest | Self::InvalidToken => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::Unavailable => "unavailable",
+            Self::NoRoute => "no_route",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    fn http_status(self) -> StatusCode {
+        match self {
+            Self::MissingCredential | Self::InvalidRequest | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// gRPC status code and message.
+    fn grpc_status(self) -> (u8, &'static str) {
+        match self {
+            Self::MissingCredential => (16, "missing credentials"),
+            Self::InvalidRequest => (16, "invalid credentials in request"),
+            Self::InvalidToken => (16, "invalid or expired credentials"),
+            Self::Forbidden => (7, "permission denied"),
+            Self::Unavailable => (14, "service unavailable"),
+            Self::NoRoute => (12, "unknown service"),
+            Self::UpstreamTimeout => (4, "upstream timed out"),
+        }
+    }
+
+    fn challenge(self) -> Option<&'static str> {
+        match self {
+            Self::MissingCredential => Some(r#"Bearer realm="wasmgate""#),
+            Self::InvalidRequest => Some(r#"Bearer realm="wasmgate", error="invalid_request""#),
+            Self::InvalidToken => Some(r#"Bearer realm="wasmgate", error="invalid_token""#),
+            _ => None,
+        }
+    }
+
+    /// The response for an HTTP or a gRPC caller.
+    pub fn into_response(self, grpc: bool) -> Response<Body> {
+        if grpc {
+            let (code, message) = self.grpc_status();
+            let mut resp = Response::new(Body::empty());
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            h.insert("grpc-status", HeaderValue::from(u16::from(code)));
+            h.insert("grpc-message", HeaderValue::from_static(message));
+            if let Some(c) = self.challenge() {
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+            }
+            return resp;
+        }
+        let status = self.http_status();
+        let body = format!("{{\"error\":\"{}\"}}\n", self.outcome());
+        let mut resp = Response::new(Body::from(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(c) = self.challenge() {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_401_carries_an_rfc6750_challenge() {
+        let r = Rejection::InvalidToken.into_response(false);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], r#"Bearer realm="wasmgate", error="invalid_token""#);
+        let r = Rejection::MissingCredential.into_response(false);
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], r#"Bearer realm="wasmgate""#);
+    }
+
+    #[test]
+    fn grpc_rejections_are_trailers_only_with_matching_codes() {
+        for (rej, code) in [
+            (Rejection::InvalidToken, "16"),
+            (Rejection::Forbidden, "7"),
+            (Rejection::Unavailable, "14"),
+            (Rejection::NoRoute, "12"),
+        ] {
+            let r = rej.into_response(true);
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(r.headers()["grpc-status"], code);
+            assert_eq!(r.headers()[header::CONTENT_TYPE], "application/grpc");
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(Rejection::Forbidden.into_response(false).status(), StatusCode::FORBIDDEN);
+        assert_eq!(Rejection::Unavailable.into_response(false).status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,151 @@
+//! Test harness: the real `wasmgate` binary, a real OIDC issuer serving
+//! discovery and JWKS over HTTP on loopback, and the real sample driver on a
+//! Unix socket.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use wasmgate::demo::{DEMO_AUDIENCE, DevClaims, DevIssuer};
+use wasmgate_proto::sandbox::sandbox_service_client::SandboxServiceClient;
+
+pub const SECRET: &str = "e2e-sandbox-secret-0123456789abcdef";
+
+pub fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() as i64
+}
+
+/// A running gateway process with its issuer and driver.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub issuer: DevIssuer,
+    pub addr: SocketAddr,
+    pub socket: PathBuf,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wasmgate")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    wasmgate::plugins::fixture_path(name)
+}
+
+/// Starts the driver and issuer in this process and the gateway binary with
+/// the demo config, changed by `edit` (YAML text in, YAML text out).
+pub async fn start(edit: impl FnOnce(String) -> String) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("driver.sock");
+    let listener = sandbox_driver::bind(&socket).expect("bind driver socket");
+    tokio::spawn(async move {
+        let _ = sandbox_driver::serve(listener, std::future::pending()).await;
+    });
+    let issuer = DevIssuer::start().await.expect("dev issuer");
+    let addr = free_port();
+    let yaml = edit(wasmgate::demo::demo_config(addr, issuer.issuer(), &socket, SECRET));
+    let cfg_path = dir.path().join("wasmgate.yaml");
+    std::fs::write(&cfg_path, yaml).expect("write config");
+    let log = dir.path().join("wasmgate.log");
+    let child = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&cfg_path)
+        .env("WASMGATE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start wasmgate");
+    let mut env = Env { dir, issuer, addr, socket, child, log };
+    env.wait_ready().await;
+    env
+}
+
+impl Env {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gateway exited ({status}) before it was ready; log:\n{}", self.logs());
+            }
+            assert!(Instant::now() < deadline, "gateway not ready in 60 s; log:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn token(&self, subject: &str, roles: &[&str], scope: &str) -> String {
+        self.issuer
+            .mint(&DevClaims { subject, audience: DEMO_AUDIENCE, roles, scope, tenant: "acme", ttl_seconds: 600 })
+            .expect("mint")
+    }
+
+    pub fn admin(&self) -> String {
+        self.token("alice", &["admin"], "sandbox.read sandbox.write sandbox.admin")
+    }
+
+    pub fn user(&self) -> String {
+        self.token("bob", &["user"], "sandbox.read sandbox.write")
+    }
+
+    pub fn sign(&self, claims: Value) -> String {
+        self.issuer.sign(&claims).expect("sign")
+    }
+
+    pub fn claims(&self, subject: &str) -> Value {
+        json!({
+            "iss": self.issuer.issuer(), "aud": DEMO_AUDIENCE, "sub": subject,
+            "iat": now(), "exp": now() + 600,
+            "realm_access": {"roles": ["admin"]}, "scope": "sandbox.read", "tenant": "acme",
+        })
+    }
+
+    pub async fn grpc(&self) -> SandboxServiceClient<Channel> {
+        let channel = tonic::transport::Endpoint::from_shared(self.url(""))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect to gateway");
+        SandboxServiceClient::new(channel)
+    }
+}
+
+pub fn with_bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    let v: MetadataValue<_> = format!("Bearer {token}").parse().expect("metadata");
+    req.metadata_mut().insert("authorization", v);
+    req
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
