@@ -15,6 +15,17 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let gateway = Gateway::new(&cfg).await?;
     let tls = cfg.tls.as_ref().map(|t| TlsFiles { cert: t.cert.clone(), key: t.key.clone() });
     let listener = Listener::bind(cfg.listen, tls.as_ref()).await?;
+    if let Some(admin) = &cfg.admin {
+        let listener = tokio::net::TcpListener::bind(admin.listen)
+            .await
+            .with_context(|| format!("cannot bind the admin listener on {}", admin.listen))?;
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::admin::serve(listener, gateway).await {
+                tracing::error!(error = %e, "admin listener stopped");
+            }
+        });
+    }
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(
         address = %crate::server::describe(addr, listener.is_tls()),

@@ -44,6 +44,10 @@ pub struct Config {
     /// TLS for the main listener; cleartext (with h2c) when absent.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// The admin listener (metrics, loaded components); off when absent.
+    /// It is not authenticated: keep it on loopback or a private network.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// Which client-sent headers are removed before anything else happens.
     #[serde(default)]
     pub identity_headers: IdentityHeadersConfig,
@@ -65,6 +69,19 @@ pub struct Config {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address; `127.0.0.1:9901` by default.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
 }
 
 /// TLS certificate and key (PEM files).

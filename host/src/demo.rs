@@ -184,6 +184,29 @@ fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     Ok(b)
 }
 
+/// `wasmgate dev-issuer`: the development issuer on a fixed loopback port,
+/// with `count` distinct user tokens written to `out`. Runs until stopped.
+pub async fn dev_issuer(port: u16, count: usize, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let issuer = DevIssuer::start_on(port).await?;
+    let mut text = String::new();
+    for i in 0..count {
+        let subject = format!("user-{i}");
+        text.push_str(&issuer.mint(&DevClaims {
+            subject: &subject,
+            audience: DEMO_AUDIENCE,
+            roles: &["user"],
+            scope: "sandbox.read sandbox.write",
+            tenant: "demo",
+            ttl_seconds: 3600,
+        })?);
+        text.push('\n');
+    }
+    std::fs::write(out, text)?;
+    println!("{}", issuer.issuer());
+    crate::cli::shutdown_signal().await;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `wasmgate demo call`: a small gRPC client for the sandbox API.
 #[derive(Debug, clap::Args)]
 pub struct CallArgs {

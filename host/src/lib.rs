@@ -8,7 +8,10 @@
 //! - [`tokens`]: the gateway's own HMAC tokens.
 //! - [`plugins`]: the WebAssembly component host and the policy set.
 //! - [`server`]: listeners, the request pipeline, forwarding, error mapping.
+//! - [`admin`]: the admin listener (metrics, loaded components).
+//! - [`metrics`]: Prometheus metrics.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;

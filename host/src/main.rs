@@ -44,6 +44,20 @@ enum Command {
         #[command(subcommand)]
         action: Option<DemoAction>,
     },
+    /// Development only: run the demo's OIDC issuer on loopback and write
+    /// minted user tokens to a file (used by the load benchmark).
+    #[command(hide = true)]
+    DevIssuer {
+        /// Port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+        /// How many distinct tokens to write.
+        #[arg(long, default_value_t = 1)]
+        tokens: usize,
+        /// Where to write them, one per line.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Inspect or test policy components.
     Plugin {
         #[command(subcommand)]
@@ -81,6 +95,7 @@ fn main() -> ExitCode {
             Command::Serve { config } => wasmgate::cli::serve(&config).await,
             Command::Demo { listen, action: None } => wasmgate::demo::run(listen).await,
             Command::Demo { action: Some(DemoAction::Call(args)), .. } => wasmgate::demo::call(args).await,
+            Command::DevIssuer { port, tokens, out } => wasmgate::demo::dev_issuer(port, tokens, &out).await,
             Command::Plugin { action: PluginAction::Check { file } } => wasmgate::cli::plugin_check(&file).await,
         }
     });

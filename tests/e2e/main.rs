@@ -189,19 +189,26 @@ async fn spoofed_identity_headers_never_reach_the_driver() {
 
 /// Serves `/v1/*` without authentication so the misbehaving authorizer is
 /// what decides; it loops, grows memory or traps depending on the path.
-fn misbehaving(yaml: String) -> String {
+fn misbehaving(yaml: String, admin: std::net::SocketAddr) -> String {
     let plugin = support::path_str(&support::fixture("misbehaving_authorizer"));
     yaml.replace(
         "        - { match: \"/v1/healthz\", class: unauthenticated }",
         "        - { match: \"/v1/*\", class: unauthenticated }",
     )
     .replace("plugin: builtin:rbac-authorizer", &format!("plugin: \"{plugin}\""))
-    .replacen("policy:", "plugins:\n  deadline_ms: 100\n  max_memory_bytes: 8388608\npolicy:", 1)
+    .replacen(
+        "policy:",
+        &format!(
+            "admin: {{ listen: \"{admin}\" }}\nplugins:\n  deadline_ms: 100\n  max_memory_bytes: 8388608\npolicy:"
+        ),
+        1,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_components_fail_closed_and_the_next_call_succeeds() {
-    let env = start(misbehaving).await;
+    let admin = support::free_port();
+    let env = start(|y| misbehaving(y, admin)).await;
     let c = http();
     for path in ["/v1/loop", "/v1/grow", "/v1/trap"] {
         let started = Instant::now();
@@ -215,6 +222,13 @@ async fn misbehaving_components_fail_closed_and_the_next_call_succeeds() {
     assert!(logs.contains("exceeded its deadline"), "{logs}");
     assert!(logs.contains("exceeded its memory limit"), "{logs}");
     assert!(logs.contains("trapped"), "{logs}");
+
+    // Each failure is counted on the admin listener.
+    let metrics = c.get(format!("http://{admin}/metrics")).send().await.expect("metrics").text().await.expect("body");
+    for kind in ["timeout", "memory_limit", "trap"] {
+        let line = format!("wasmgate_policy_failures_total{{plugin=\"misbehaving_authorizer\",kind=\"{kind}\"}} 1");
+        assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,4 +267,53 @@ async fn a_component_of_the_wrong_world_is_refused_clearly() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not export wasmgate:policy/authorizer@0.1.0"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_identity_headers_are_stripped_on_unauthenticated_routes_too() {
+    let env = start(|y| {
+        y.replace(
+            "{ match: \"/v1/caller\", class: dual-auth, scopes: [sandbox.read] }",
+            "{ match: \"/v1/caller\", class: unauthenticated }",
+        )
+    })
+    .await;
+    let r = http()
+        .get(env.url("/v1/caller"))
+        .header("x-wasmgate-subject", "mallory")
+        .header("X-Wasmgate-Roles", "admin")
+        .header("x_wasmgate_tenant", "evil")
+        .header("x-forwarded-user", "mallory")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.expect("json");
+    let text = body.to_string();
+    assert!(!text.contains("mallory") && !text.contains("evil"), "{text}");
+    assert_eq!(body["identity_headers"]["x-wasmgate-auth-kind"], "none", "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_serves_http1_and_h2_via_alpn() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("self-signed cert");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    let tls = format!("tls: {{ cert: \"{}\", key: \"{}\" }}\nauth:", cert_path.display(), key_path.display());
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).expect("root");
+    let env = support::start_with(|y| y.replacen("auth:", &tls, 1), Some(root.clone())).await;
+    let addr = env.addr;
+    for h2 in [false, true] {
+        let mut b = reqwest::Client::builder().add_root_certificate(root.clone()).resolve("localhost", addr);
+        b = if h2 { b.http2_prior_knowledge() } else { b.http1_only() };
+        let client = b.build().expect("client");
+        let url = format!("https://localhost:{}/v1/sandboxes", addr.port());
+        let r = client.get(&url).bearer_auth(env.admin()).send().await.expect("send over TLS");
+        assert_eq!(r.status(), 200, "h2={h2}");
+        assert_eq!(r.version(), if h2 { reqwest::Version::HTTP_2 } else { reqwest::Version::HTTP_11 });
+        let r = client.get(&url).send().await.expect("send over TLS");
+        assert_eq!(r.status(), 401);
+    }
 }

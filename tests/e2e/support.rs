@@ -30,6 +30,8 @@ pub struct Env {
     pub issuer: DevIssuer,
     pub addr: SocketAddr,
     pub socket: PathBuf,
+    pub client: reqwest::Client,
+    base: String,
     child: Child,
     log: PathBuf,
 }
@@ -52,6 +54,12 @@ pub fn fixture(name: &str) -> PathBuf {
 /// Starts the driver and issuer in this process and the gateway binary with
 /// the demo config, changed by `edit` (YAML text in, YAML text out).
 pub async fn start(edit: impl FnOnce(String) -> String) -> Env {
+    start_with(edit, None).await
+}
+
+/// Like [`start`]; with `tls_root` the gateway is reached over HTTPS as
+/// `localhost`, trusting that certificate.
+pub async fn start_with(edit: impl FnOnce(String) -> String, tls_root: Option<reqwest::Certificate>) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("driver.sock");
     let listener = sandbox_driver::bind(&socket).expect("bind driver socket");
@@ -72,14 +80,25 @@ pub async fn start(edit: impl FnOnce(String) -> String) -> Env {
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("start wasmgate");
-    let mut env = Env { dir, issuer, addr, socket, child, log };
+    let (client, base) = match tls_root {
+        None => (reqwest::Client::new(), format!("http://{addr}")),
+        Some(root) => (
+            reqwest::Client::builder()
+                .add_root_certificate(root)
+                .resolve("localhost", addr)
+                .build()
+                .expect("tls client"),
+            format!("https://localhost:{}", addr.port()),
+        ),
+    };
+    let mut env = Env { dir, issuer, addr, socket, client, base, child, log };
     env.wait_ready().await;
     env
 }
 
 impl Env {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.base)
     }
 
     pub fn logs(&self) -> String {
@@ -87,7 +106,7 @@ impl Env {
     }
 
     async fn wait_ready(&mut self) {
-        let client = reqwest::Client::new();
+        let client = self.client.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = client.get(self.url("/readyz")).send().await

@@ -48,6 +48,11 @@ pub struct DevClaims<'a> {
 impl DevIssuer {
     /// Generates a key and serves discovery and JWKS on `127.0.0.1:0`.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_on(0).await
+    }
+
+    /// Like [`DevIssuer::start`], on a given loopback port.
+    pub async fn start_on(port: u16) -> anyhow::Result<Self> {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(|_| anyhow::anyhow!("cannot generate a P-256 key"))?;
@@ -63,7 +68,7 @@ impl DevIssuer {
         });
         let key = EncodingKey::from_ec_der(pkcs8.as_ref());
 
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
             .await
             .context("bind the dev issuer")?;
         let issuer = format!("http://{}", listener.local_addr()?);
