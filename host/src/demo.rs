@@ -151,14 +151,14 @@ ADMIN_TOKEN='{admin}'
 USER_TOKEN='{user}'
 SANDBOX_SECRET='{secret}'
 
-# 200: a user creates a sandbox (REST facade of the driver, through the gateway)
+# 201: a user creates a sandbox (REST facade of the driver, through the gateway)
 curl -s -X POST {gw}/v1/sandboxes -H "authorization: Bearer $USER_TOKEN" -H 'content-type: application/json' -d '{{"name":"demo","image":"debian:stable"}}'
 # 200: an admin lists sandboxes
 curl -s {gw}/v1/sandboxes -H "authorization: Bearer $ADMIN_TOKEN"
 # 401: no token (note the WWW-Authenticate challenge)
 curl -s -o /dev/null -w '%{{http_code}}\n' {gw}/v1/sandboxes
 # 401: a forged token
-curl -s -o /dev/null -w '%{{http_code}}\n' {gw}/v1/sandboxes -H "authorization: Bearer ${{ADMIN_TOKEN%?}}x"
+curl -s -o /dev/null -w '%{{http_code}}\n' {gw}/v1/sandboxes -H "authorization: Bearer ${{ADMIN_TOKEN%?????}}AAAAA"
 # 403: a user may not change the driver's config (an admin-only method)
 curl -s -o /dev/null -w '%{{http_code}}\n' -X PUT {gw}/v1/config -H "authorization: Bearer $USER_TOKEN" -H 'content-type: application/json' -d '{{"max_sandboxes":5,"default_image":"x"}}'
 # 200: the driver sees the gateway's identity headers, never the spoofed one
@@ -167,8 +167,9 @@ curl -s {gw}/v1/caller -H "authorization: Bearer $USER_TOKEN" -H 'x-wasmgate-sub
 curl -s {gw}/v1/caller -H "x-sandbox-secret: $SANDBOX_SECRET"
 
 # gRPC through the gateway (h2c), with the built-in demo client:
-{exe} demo call --gateway {gw} --token "$ADMIN_TOKEN" list                    # OK
-{exe} demo call --gateway {gw} --token "$USER_TOKEN" watch --max-events 2     # server-streaming, OK
+{exe} demo call --gateway {gw} --token "$USER_TOKEN" create --name grpc-demo    # OK
+{exe} demo call --gateway {gw} --token "$ADMIN_TOKEN" list                      # OK, two sandboxes
+{exe} demo call --gateway {gw} --token "$USER_TOKEN" watch --max-events 2       # server streaming: 2 events, OK
 {exe} demo call --gateway {gw} list                                           # Unauthenticated (16)
 {exe} demo call --gateway {gw} --token "$USER_TOKEN" update-config --max-sandboxes 5   # PermissionDenied (7)
 
