@@ -1314,3 +1314,34 @@ fn new_without_runtime_is_refused_only_when_providers_exist() {
         Err(AuthError::Config(_))
     ));
 }
+
+#[tokio::test]
+async fn token_without_kid_uses_the_only_key_else_rejected() {
+    let (a, b) = (ec_key("a"), ed_key("b"));
+    let (idp, auth) = setup(&[&a]).await;
+    let payload = claims(&idp.issuer).to_string();
+    assert!(
+        check(&auth, &sign_raw(r#"{"alg":"ES256"}"#, &payload, &a))
+            .await
+            .is_ok()
+    );
+    idp.set_keys(&[&a, &b]);
+    // Force the new two-key set in through an unknown kid (cooldown 0 here).
+    let probe = sign_raw(r#"{"alg":"ES256","kid":"probe"}"#, &payload, &a);
+    assert!(check(&auth, &probe).await.is_err());
+    assert_eq!(auth.readiness()[0].key_count, 2);
+    let r = check(
+        &auth,
+        &sign_raw(r#"{"alg":"ES256","typ":"JWT"}"#, &payload, &a),
+    )
+    .await;
+    assert_eq!(r.err().map(|e| e.reason()), Some("missing_kid"));
+}
+
+#[test]
+fn authenticator_is_send_sync_clone() {
+    fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+    assert_traits::<Authenticator>();
+    assert_traits::<Presented>();
+    assert_traits::<Authenticated>();
+}
