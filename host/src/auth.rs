@@ -1,1 +1,543 @@
 //! Authentication: OIDC providers, JWKS caching, JWT verification, sandbox secret.
+//!
+//! [`Authenticator`] is built once from [`AuthConfig`]. Per request,
+//! [`Authenticator::extract`] finds the presented credentials and
+//! [`Authenticator::authenticate`] checks them for the method's
+//! [`AuthClass`]. Bearer tokens go through a strict pre-parse
+//! ([`jwt`]) before any key lookup, and are then routed by their exact `iss`
+//! either to one OIDC provider (keys from its JWKS only) or to the gateway's
+//! own HMAC tokens ([`crate::tokens`]); the two never share keys. Every
+//! failure is a typed [`AuthError`] that maps to one of four
+//! [`AuthFailureKind`]s; nothing fails open.
+
+mod cache;
+mod extract;
+mod jwks;
+pub(crate) mod jwt;
+mod provider;
+pub(crate) mod secret;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+
+use crate::config::AuthConfig;
+use crate::identity::{AuthClass, Principal, TokenSource};
+use crate::tokens::{GatewayTokens, TokenError};
+
+pub use extract::Presented;
+pub use jwt::JwtError;
+
+use cache::VerifiedCache;
+use extract::ExtractConfig;
+use provider::Provider;
+use secret::SandboxSecret;
+
+/// How an authentication failure is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthFailureKind {
+    /// No credential: 401 without an `error` parameter.
+    Missing,
+    /// A malformed request (e.g. two credentials): 401 `error="invalid_request"`.
+    InvalidRequest,
+    /// The credential is invalid: 401 `error="invalid_token"`.
+    InvalidToken,
+    /// Keys are not available (JWKS unreachable, nothing usable): 503.
+    Unavailable,
+}
+
+/// Why a token or secret was refused. Never carries token contents.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    /// The strict pre-parse failed.
+    #[error(transparent)]
+    Malformed(#[from] JwtError),
+    /// Longer than `max_token_bytes`.
+    #[error("credential too large")]
+    TooLarge,
+    /// `iss` names no configured provider or the gateway.
+    #[error("unknown issuer")]
+    UnknownIssuer,
+    /// No `kid` while the provider has several keys.
+    #[error("token has no kid")]
+    MissingKid,
+    /// The `kid` is not in the provider's key set (even after a refetch).
+    #[error("unknown kid")]
+    UnknownKid,
+    /// Header `alg` differs from the key's algorithm.
+    #[error("algorithm does not match the key")]
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// Past `exp` plus leeway.
+    #[error("token expired")]
+    Expired,
+    /// Before `nbf` minus leeway.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iat` in the future beyond leeway.
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// `exp - iat` above the configured maximum.
+    #[error("token lifetime exceeds the maximum")]
+    LifetimeTooLong,
+    /// A claim is missing or has the wrong type.
+    #[error("claim {0:?} missing or malformed")]
+    Claim(&'static str),
+    /// `aud` does not name us.
+    #[error("audience mismatch")]
+    Audience,
+    /// `iss` mismatch after routing.
+    #[error("issuer mismatch")]
+    Issuer,
+    /// `typ` differs from the provider's `required_typ`.
+    #[error("token type not accepted")]
+    Typ,
+    /// The sandbox secret does not match.
+    #[error("sandbox secret mismatch")]
+    SandboxSecretMismatch,
+    /// A sandbox secret was required but none is configured (fail closed).
+    #[error("sandbox secret not configured")]
+    SandboxSecretNotConfigured,
+    /// A gateway token was refused.
+    #[error("gateway token: {0}")]
+    Gateway(TokenError),
+}
+
+/// Authentication errors. Messages never contain secrets or token contents.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// No credential was presented.
+    #[error("no credentials presented")]
+    Missing,
+    /// The request is malformed (e.g. credentials in two places).
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// The credential is invalid.
+    #[error("invalid token: {0}")]
+    InvalidToken(#[from] TokenRejection),
+    /// The provider has no usable keys.
+    #[error("identity provider {provider:?} has no usable keys")]
+    Unavailable {
+        /// The provider's name.
+        provider: Arc<str>,
+    },
+    /// The configuration cannot be used.
+    #[error("authentication configuration: {0}")]
+    Config(String),
+}
+
+impl AuthError {
+    /// How the failure maps to a response.
+    pub fn kind(&self) -> AuthFailureKind {
+        match self {
+            Self::Missing => AuthFailureKind::Missing,
+            Self::InvalidRequest(_) => AuthFailureKind::InvalidRequest,
+            Self::InvalidToken(_) => AuthFailureKind::InvalidToken,
+            Self::Unavailable { .. } | Self::Config(_) => AuthFailureKind::Unavailable,
+        }
+    }
+
+    /// A short, stable reason for logs and metrics (never secrets).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing_credentials",
+            Self::InvalidRequest(r) => r,
+            Self::Unavailable { .. } => "keys_unavailable",
+            Self::Config(_) => "config",
+            Self::InvalidToken(r) => match r {
+                TokenRejection::Malformed(_) => "malformed_token",
+                TokenRejection::TooLarge => "token_too_large",
+                TokenRejection::UnknownIssuer => "unknown_issuer",
+                TokenRejection::MissingKid => "missing_kid",
+                TokenRejection::UnknownKid => "unknown_kid",
+                TokenRejection::AlgorithmMismatch => "algorithm_mismatch",
+                TokenRejection::BadSignature => "bad_signature",
+                TokenRejection::Expired => "expired",
+                TokenRejection::NotYetValid => "not_yet_valid",
+                TokenRejection::IssuedInFuture => "issued_in_future",
+                TokenRejection::LifetimeTooLong => "lifetime_too_long",
+                TokenRejection::Claim(_) => "bad_claim",
+                TokenRejection::Audience => "audience_mismatch",
+                TokenRejection::Issuer => "issuer_mismatch",
+                TokenRejection::Typ => "typ_mismatch",
+                TokenRejection::SandboxSecretMismatch => "sandbox_secret_mismatch",
+                TokenRejection::SandboxSecretNotConfigured => "sandbox_secret_not_configured",
+                TokenRejection::Gateway(_) => "gateway_token_invalid",
+            },
+        }
+    }
+}
+
+/// A verified OIDC token. `Debug` shows the claims only as their length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// The payload, re-serialised from the strictly parsed object (never the raw token).
+    pub claims_json: String,
+    /// `sub`.
+    pub subject: String,
+    /// `exp`, Unix seconds.
+    pub expires_at: i64,
+    /// `iss`.
+    pub issuer: String,
+}
+
+impl fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedToken")
+            .field(
+                "claims_json",
+                &format_args!("[{} bytes]", self.claims_json.len()),
+            )
+            .field("subject", &self.subject)
+            .field("expires_at", &self.expires_at)
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+/// Who authenticated, and how.
+#[derive(Debug, Clone)]
+pub enum Authenticated {
+    /// No credential was needed (credentials were ignored).
+    Anonymous,
+    /// The sandbox secret matched.
+    SandboxSecret,
+    /// An OIDC token verified against its provider's keys.
+    Oidc {
+        /// The provider's configured name.
+        provider: Arc<str>,
+        /// The verified token.
+        token: Arc<VerifiedToken>,
+        /// Where the token was found.
+        source: TokenSource,
+    },
+    /// A gateway token verified against the gateway's HMAC keys.
+    Gateway {
+        /// The principal the token names.
+        principal: Principal,
+        /// `exp`, Unix seconds.
+        expires_at: i64,
+        /// Where the token was found.
+        source: TokenSource,
+    },
+}
+
+/// One provider's readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderStatus {
+    /// The provider's name.
+    pub name: String,
+    /// True when fresh (not older than the maximum staleness) keys are loaded.
+    pub has_keys: bool,
+    /// The last fetch error, cleared by the next success.
+    pub last_refresh_error: Option<String>,
+    /// Usable keys.
+    pub key_count: usize,
+}
+
+struct Inner {
+    extract: ExtractConfig,
+    sandbox: Option<SandboxSecret>,
+    providers: Vec<Arc<Provider>>,
+    by_issuer: HashMap<String, usize>,
+    gateway: Option<GatewayTokens>,
+    cache: VerifiedCache,
+}
+
+/// Authenticates requests. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("providers", &self.inner.providers)
+            .field("gateway_tokens", &self.inner.gateway)
+            .field("sandbox_secret", &self.inner.sandbox.is_some())
+            .field("cache", &self.inner.cache)
+            .finish()
+    }
+}
+
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Authenticator {
+    /// Builds providers and spawns background JWKS discovery/refresh on the
+    /// current tokio runtime (required when providers are configured); never
+    /// blocks on the network.
+    pub fn new(cfg: &AuthConfig) -> Result<Self, AuthError> {
+        let sandbox_header =
+            HeaderName::from_bytes(cfg.sandbox_secret_header.as_bytes()).map_err(|_| {
+                AuthError::Config("auth.sandbox_secret_header is not a header name".into())
+            })?;
+        let sandbox = match &cfg.sandbox_secret {
+            Some(src) => {
+                let v = src
+                    .resolve()
+                    .map_err(|e| AuthError::Config(e.to_string()))?;
+                Some((SandboxSecret::new(v.expose()), secret::sha256(v.expose())))
+            }
+            None => None,
+        };
+        let gateway = match &cfg.gateway_tokens {
+            Some(g) => Some(
+                GatewayTokens::new(g)
+                    .map_err(|e| AuthError::Config(e.to_string()))?
+                    .with_limits(cfg.leeway_seconds, cfg.max_token_lifetime_seconds),
+            ),
+            None => None,
+        };
+        // Checklist 19: the sandbox secret must never double as an HMAC key.
+        if let (Some((_, digest)), Some(g)) = (&sandbox, &gateway)
+            && g.has_key_equal_to(digest)
+        {
+            return Err(AuthError::Config(
+                "the sandbox secret must not be reused as a gateway token key".into(),
+            ));
+        }
+        let client = if cfg.providers.is_empty() {
+            None
+        } else {
+            let timeout = cfg
+                .providers
+                .iter()
+                .map(|p| p.jwks.fetch_timeout_ms)
+                .max()
+                .unwrap_or(5_000);
+            Some(
+                reqwest::Client::builder()
+                    .timeout(Duration::from_millis(timeout.max(1)))
+                    .connect_timeout(Duration::from_millis(timeout.max(1)))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("wasmgate/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| AuthError::Config(format!("HTTP client: {e}")))?,
+            )
+        };
+        let mut providers = Vec::new();
+        let mut by_issuer = HashMap::new();
+        for p in &cfg.providers {
+            if by_issuer.contains_key(&p.issuer)
+                || gateway.as_ref().is_some_and(|g| g.issuer() == p.issuer)
+            {
+                return Err(AuthError::Config(format!(
+                    "issuer of provider {:?} is not unique",
+                    p.name
+                )));
+            }
+            let Some(client) = client.clone() else {
+                return Err(AuthError::Config("no HTTP client".into()));
+            };
+            let provider = Provider::new(
+                p,
+                cfg.leeway_seconds,
+                cfg.max_token_lifetime_seconds,
+                client,
+            )?;
+            by_issuer.insert(p.issuer.clone(), providers.len());
+            providers.push(Arc::new(provider));
+        }
+        if !providers.is_empty() {
+            let handle = tokio::runtime::Handle::try_current()
+                .map_err(|_| AuthError::Config("identity providers need a tokio runtime".into()))?;
+            for p in &providers {
+                handle.spawn(provider::refresh_loop(Arc::downgrade(p)));
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                extract: ExtractConfig {
+                    sandbox_header,
+                    cookie: cfg.cookie.clone(),
+                    query_parameter: cfg.query_parameter.clone(),
+                    max_token_bytes: cfg.max_token_bytes,
+                },
+                sandbox: sandbox.map(|(s, _)| s),
+                providers,
+                by_issuer,
+                gateway,
+                cache: VerifiedCache::new(cache::CAPACITY),
+            }),
+        })
+    }
+
+    /// Finds the credentials a request presents (before the method class is known).
+    pub fn extract(
+        &self,
+        headers: &http::HeaderMap,
+        uri: &http::Uri,
+        allow_query: bool,
+    ) -> Presented {
+        extract::extract(&self.inner.extract, headers, uri, allow_query)
+    }
+
+    /// Authenticates a request of the given class.
+    pub async fn authenticate(
+        &self,
+        class: AuthClass,
+        presented: &Presented,
+    ) -> Result<Authenticated, AuthError> {
+        match class {
+            AuthClass::Unauthenticated => Ok(Authenticated::Anonymous),
+            AuthClass::SandboxSecret => self.check_sandbox(presented),
+            // If a sandbox secret is presented it alone decides: no fallback to bearer.
+            AuthClass::DualAuth if presented.has_sandbox_secret() => self.check_sandbox(presented),
+            AuthClass::DualAuth | AuthClass::Bearer => self.check_bearer(presented, true).await,
+        }
+    }
+
+    /// Verifies a bearer token without consulting or filling the verified-token
+    /// cache (benchmarks and diagnostics).
+    #[doc(hidden)]
+    pub async fn verify_bearer_uncached(&self, token: &str) -> Result<Authenticated, AuthError> {
+        if token.len() > self.inner.extract.max_token_bytes {
+            return Err(TokenRejection::TooLarge.into());
+        }
+        self.verify_token(token, TokenSource::AuthorizationHeader, false)
+            .await
+    }
+
+    /// Per-provider readiness (has usable keys).
+    pub fn readiness(&self) -> Vec<ProviderStatus> {
+        self.inner
+            .providers
+            .iter()
+            .map(|p| {
+                let (has_keys, key_count, last_refresh_error) = p.status();
+                ProviderStatus {
+                    name: p.name.to_string(),
+                    has_keys,
+                    last_refresh_error,
+                    key_count,
+                }
+            })
+            .collect()
+    }
+
+    /// True when every provider has usable keys.
+    pub fn ready(&self) -> bool {
+        self.inner
+            .providers
+            .iter()
+            .all(|p| p.usable_keys().is_some())
+    }
+
+    fn check_sandbox(&self, presented: &Presented) -> Result<Authenticated, AuthError> {
+        if presented.sandbox_conflict {
+            return Err(AuthError::InvalidRequest("repeated_sandbox_secret"));
+        }
+        if presented.sandbox_oversized {
+            return Err(TokenRejection::TooLarge.into());
+        }
+        let Some(given) = &presented.sandbox_secret else {
+            return Err(AuthError::Missing);
+        };
+        let Some(secret) = &self.inner.sandbox else {
+            return Err(TokenRejection::SandboxSecretNotConfigured.into());
+        };
+        if secret.matches(given.expose()) {
+            Ok(Authenticated::SandboxSecret)
+        } else {
+            Err(TokenRejection::SandboxSecretMismatch.into())
+        }
+    }
+
+    async fn check_bearer(
+        &self,
+        presented: &Presented,
+        use_cache: bool,
+    ) -> Result<Authenticated, AuthError> {
+        if presented.bearer_conflict {
+            return Err(AuthError::InvalidRequest("multiple_credentials"));
+        }
+        if presented.bearer_malformed {
+            return Err(AuthError::InvalidRequest("malformed_authorization"));
+        }
+        if presented.bearer_oversized {
+            return Err(TokenRejection::TooLarge.into());
+        }
+        let Some((token, source)) = &presented.bearer else {
+            return Err(AuthError::Missing);
+        };
+        self.verify_token(token.expose(), *source, use_cache).await
+    }
+
+    async fn verify_token(
+        &self,
+        token: &str,
+        source: TokenSource,
+        use_cache: bool,
+    ) -> Result<Authenticated, AuthError> {
+        let inner = &*self.inner;
+        let now = now_unix();
+        if use_cache && let Some(hit) = inner.cache.get(token) {
+            let provider = &inner.providers[hit.provider];
+            if now <= hit.valid_until && provider.still_has(&hit.kid, &hit.fingerprint) {
+                return Ok(Authenticated::Oidc {
+                    provider: provider.name.clone(),
+                    token: hit.token.clone(),
+                    source,
+                });
+            }
+            inner.cache.remove(token);
+        }
+        let parsed = jwt::parse(token).map_err(TokenRejection::Malformed)?;
+        let Some(iss) = parsed.issuer() else {
+            return Err(TokenRejection::Claim("iss").into());
+        };
+        if let Some(g) = &inner.gateway
+            && iss == g.issuer()
+        {
+            let (principal, expires_at) = g
+                .verify_parsed(&parsed, now)
+                .map_err(TokenRejection::Gateway)?;
+            return Ok(Authenticated::Gateway {
+                principal,
+                expires_at,
+                source,
+            });
+        }
+        let Some(&idx) = inner.by_issuer.get(iss) else {
+            return Err(TokenRejection::UnknownIssuer.into());
+        };
+        let provider = &inner.providers[idx];
+        let (verified, key) = provider.verify(token, &parsed, now).await?;
+        let verified = Arc::new(verified);
+        if use_cache {
+            inner.cache.insert(
+                token,
+                cache::Entry {
+                    token: verified.clone(),
+                    provider: idx,
+                    kid: key.kid.clone(),
+                    fingerprint: key.fingerprint,
+                    valid_until: verified
+                        .expires_at
+                        .saturating_add(provider_leeway(provider)),
+                },
+            );
+        }
+        Ok(Authenticated::Oidc {
+            provider: provider.name.clone(),
+            token: verified,
+            source,
+        })
+    }
+}
+
+fn provider_leeway(p: &Provider) -> i64 {
+    p.leeway()
+}

@@ -1,1 +1,594 @@
-//! The gateway's own stateless HMAC tokens.
+//! The gateway's own stateless tokens: HS256 JWTs signed with versioned
+//! HMAC keys (`kid` = key version).
+//!
+//! This is the minimal core: keys come from [`GatewayTokensConfig`]; key
+//! folders, revocation and the CLI build on it. Verification uses the same
+//! strict pre-parse as OIDC tokens, then checks the HMAC in constant time
+//! (aws-lc-rs) with the key that the token's `kid` names; the key decides the
+//! algorithm, and only HS256 exists here.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use serde_json::{Map, Value, json};
+
+use crate::auth::jwt::{self, JwtError, ParsedJwt};
+use crate::config::GatewayTokensConfig;
+use crate::identity::Principal;
+
+/// Shortest accepted HMAC key, bytes (RFC 7518 §3.2: at least the hash size).
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// Longest accepted token lifetime when minting, seconds (one year).
+const MAX_MINT_TTL: u64 = 366 * 24 * 3600;
+
+/// Errors of gateway tokens. Messages never contain token or key contents.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The configuration cannot be used (missing key, short key, ...).
+    #[error("gateway token configuration: {0}")]
+    Config(String),
+    /// A mint request is unusable.
+    #[error("invalid mint request: {0}")]
+    InvalidRequest(&'static str),
+    /// Signing failed.
+    #[error("signing failed")]
+    Sign,
+    /// The token failed the strict pre-parse.
+    #[error(transparent)]
+    Malformed(#[from] JwtError),
+    /// `alg` is not HS256.
+    #[error("algorithm not accepted for gateway tokens")]
+    Algorithm,
+    /// No `kid`.
+    #[error("gateway token has no kid")]
+    MissingKid,
+    /// The `kid` names no current key (unknown or retired).
+    #[error("gateway token kid is unknown or retired")]
+    UnknownKid,
+    /// The HMAC does not verify.
+    #[error("gateway token signature is invalid")]
+    BadSignature,
+    /// `typ` is present and not `JWT`.
+    #[error("gateway token typ is not JWT")]
+    Typ,
+    /// `iss` is not the gateway's.
+    #[error("gateway token issuer mismatch")]
+    Issuer,
+    /// `aud` does not name the gateway.
+    #[error("gateway token audience mismatch")]
+    Audience,
+    /// Past `exp` (plus leeway).
+    #[error("gateway token expired")]
+    Expired,
+    /// Before `nbf` (minus leeway).
+    #[error("gateway token not yet valid")]
+    NotYetValid,
+    /// `iat` in the future beyond leeway.
+    #[error("gateway token issued in the future")]
+    IssuedInFuture,
+    /// `exp - iat` above the configured maximum.
+    #[error("gateway token lifetime exceeds the maximum")]
+    LifetimeTooLong,
+    /// A claim is missing or has the wrong type.
+    #[error("gateway token claim {0:?} is missing or malformed")]
+    Claim(&'static str),
+}
+
+/// What to put in a new gateway token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MintRequest {
+    /// `sub`.
+    pub subject: String,
+    /// `tenant`.
+    pub tenant: Option<String>,
+    /// `roles`.
+    pub roles: Vec<String>,
+    /// `scope` (joined with spaces; a scope may not contain whitespace).
+    pub scopes: Vec<String>,
+    /// Lifetime (`exp - iat`), at least one second.
+    pub ttl: Duration,
+}
+
+struct GatewayKey {
+    hmac: hmac::Key,
+    encoding: jsonwebtoken::EncodingKey,
+    digest: [u8; 32],
+}
+
+/// Mints and verifies the gateway's HS256 tokens. `Debug` never shows keys.
+pub struct GatewayTokens {
+    issuer: String,
+    audience: String,
+    active: String,
+    keys: HashMap<String, GatewayKey>,
+    leeway: i64,
+    max_lifetime: i64,
+}
+
+impl fmt::Debug for GatewayTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut versions: Vec<_> = self.keys.keys().collect();
+        versions.sort();
+        f.debug_struct("GatewayTokens")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("active", &self.active)
+            .field("key_versions", &versions)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl GatewayTokens {
+    /// Resolves every key of `cfg`. Keys shorter than [`MIN_KEY_BYTES`], a
+    /// missing active key, or an invalid version name are refused.
+    pub fn new(cfg: &GatewayTokensConfig) -> Result<Self, TokenError> {
+        if cfg.issuer.is_empty() || cfg.audience.is_empty() {
+            return Err(TokenError::Config(
+                "issuer and audience must not be empty".into(),
+            ));
+        }
+        let mut keys = HashMap::new();
+        for (version, source) in &cfg.keys {
+            if !jwt::kid_is_valid(version) {
+                return Err(TokenError::Config(format!(
+                    "key version {version:?} is not a valid kid"
+                )));
+            }
+            let secret = source
+                .resolve()
+                .map_err(|e| TokenError::Config(format!("key {version:?}: {e}")))?;
+            let bytes = secret.expose();
+            if bytes.len() < MIN_KEY_BYTES {
+                return Err(TokenError::Config(format!(
+                    "key {version:?} is shorter than {MIN_KEY_BYTES} bytes"
+                )));
+            }
+            keys.insert(
+                version.clone(),
+                GatewayKey {
+                    hmac: hmac::Key::new(hmac::HMAC_SHA256, bytes),
+                    encoding: jsonwebtoken::EncodingKey::from_secret(bytes),
+                    digest: crate::auth::secret::sha256(bytes),
+                },
+            );
+        }
+        if !keys.contains_key(&cfg.active_key) {
+            return Err(TokenError::Config(format!(
+                "active key {:?} is not among the keys",
+                cfg.active_key
+            )));
+        }
+        Ok(Self {
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            active: cfg.active_key.clone(),
+            keys,
+            leeway: 30,
+            max_lifetime: 0,
+        })
+    }
+
+    /// Sets the clock-skew leeway and maximum lifetime (0 = none), seconds.
+    pub fn with_limits(mut self, leeway_seconds: u64, max_lifetime_seconds: u64) -> Self {
+        self.leeway = i64::try_from(leeway_seconds).unwrap_or(i64::MAX);
+        self.max_lifetime = i64::try_from(max_lifetime_seconds).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The `iss` of gateway tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// True when some key's bytes equal `secret` (used to refuse a sandbox
+    /// secret that doubles as an HMAC key).
+    pub(crate) fn has_key_equal_to(&self, digest: &[u8; 32]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.keys
+            .values()
+            .any(|k| bool::from(k.digest.ct_eq(digest)))
+    }
+
+    /// Mints a token signed with the active key, valid from now for `req.ttl`.
+    pub fn mint(&self, req: &MintRequest) -> Result<String, TokenError> {
+        self.mint_at(req, now_unix())
+    }
+
+    /// Mints a token as if the time were `now` (Unix seconds).
+    pub fn mint_at(&self, req: &MintRequest, now: i64) -> Result<String, TokenError> {
+        if req.subject.is_empty() {
+            return Err(TokenError::InvalidRequest("subject is empty"));
+        }
+        let ttl = req.ttl.as_secs();
+        if ttl == 0 || ttl > MAX_MINT_TTL {
+            return Err(TokenError::InvalidRequest(
+                "ttl must be between 1 second and 366 days",
+            ));
+        }
+        if req
+            .scopes
+            .iter()
+            .any(|s| s.is_empty() || s.chars().any(char::is_whitespace))
+        {
+            return Err(TokenError::InvalidRequest(
+                "scopes must be non-empty and contain no whitespace",
+            ));
+        }
+        let key = self.keys.get(&self.active).ok_or(TokenError::UnknownKid)?;
+        let exp = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+        let mut claims = json!({
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": req.subject,
+            "iat": now,
+            "nbf": now,
+            "exp": exp,
+            "jti": random_jti()?,
+        });
+        if let Some(t) = &req.tenant {
+            claims["tenant"] = t.as_str().into();
+        }
+        if !req.roles.is_empty() {
+            claims["roles"] = req.roles.clone().into();
+        }
+        if !req.scopes.is_empty() {
+            claims["scope"] = req.scopes.join(" ").into();
+        }
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.typ = Some("JWT".into());
+        header.kid = Some(self.active.clone());
+        jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|_| TokenError::Sign)
+    }
+
+    /// Verifies `token` at time `now` (Unix seconds); returns the principal and `exp`.
+    pub fn verify(&self, token: &str, now: i64) -> Result<(Principal, i64), TokenError> {
+        let parsed = jwt::parse(token)?;
+        self.verify_parsed(&parsed, now)
+    }
+
+    /// Verifies a token that already passed the strict pre-parse.
+    pub(crate) fn verify_parsed(
+        &self,
+        parsed: &ParsedJwt<'_>,
+        now: i64,
+    ) -> Result<(Principal, i64), TokenError> {
+        if parsed.header.alg != jsonwebtoken::Algorithm::HS256 {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = parsed.header.kid.as_deref().ok_or(TokenError::MissingKid)?;
+        let key = self.keys.get(kid).ok_or(TokenError::UnknownKid)?;
+        hmac::verify(
+            &key.hmac,
+            parsed.signing_input.as_bytes(),
+            &parsed.signature,
+        )
+        .map_err(|_| TokenError::BadSignature)?;
+        if parsed
+            .header
+            .typ
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+        {
+            return Err(TokenError::Typ);
+        }
+        let c = &parsed.claims;
+        if c.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+            return Err(TokenError::Issuer);
+        }
+        if !jwt::audience_matches(c.get("aud"), std::slice::from_ref(&self.audience)) {
+            return Err(TokenError::Audience);
+        }
+        let exp = jwt::numeric_date(c, "exp")
+            .map_err(|_| TokenError::Claim("exp"))?
+            .ok_or(TokenError::Claim("exp"))?;
+        let nbf = jwt::numeric_date(c, "nbf").map_err(|_| TokenError::Claim("nbf"))?;
+        let iat = jwt::numeric_date(c, "iat").map_err(|_| TokenError::Claim("iat"))?;
+        check_times(exp, nbf, iat, now, self.leeway, self.max_lifetime)?;
+        match c.get("jti") {
+            Some(Value::String(j)) if !j.is_empty() && j.len() <= 256 => {}
+            _ => return Err(TokenError::Claim("jti")),
+        }
+        Ok((principal_from(c)?, exp))
+    }
+}
+
+/// The time rules shared by gateway and OIDC tokens.
+pub(crate) fn check_times(
+    exp: i64,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    now: i64,
+    leeway: i64,
+    max_lifetime: i64,
+) -> Result<(), TokenError> {
+    if now > exp.saturating_add(leeway) {
+        return Err(TokenError::Expired);
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(TokenError::NotYetValid);
+    }
+    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    // Without `iat`, the remaining lifetime from now is bounded instead.
+    if max_lifetime > 0 && exp.saturating_sub(iat.unwrap_or(now)) > max_lifetime {
+        return Err(TokenError::LifetimeTooLong);
+    }
+    Ok(())
+}
+
+fn string_list(c: &Map<String, Value>, name: &'static str) -> Result<Vec<String>, TokenError> {
+    match c.get(name) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or(TokenError::Claim(name)))
+            .collect(),
+        Some(_) => Err(TokenError::Claim(name)),
+    }
+}
+
+fn principal_from(c: &Map<String, Value>) -> Result<Principal, TokenError> {
+    let subject = match c.get("sub") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(TokenError::Claim("sub")),
+    };
+    let tenant = match c.get("tenant") {
+        None => None,
+        Some(Value::String(t)) if !t.is_empty() => Some(t.clone()),
+        Some(_) => return Err(TokenError::Claim("tenant")),
+    };
+    let scopes = match c.get("scope") {
+        None => Vec::new(),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(_) => return Err(TokenError::Claim("scope")),
+    };
+    Ok(Principal {
+        subject,
+        tenant,
+        roles: string_list(c, "roles")?,
+        scopes,
+        groups: Vec::new(),
+    })
+}
+
+/// 128 random bits, hex.
+fn random_jti() -> Result<String, TokenError> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| TokenError::Sign)?;
+    Ok(hex::encode(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::jwt::B64URL;
+    use crate::config::SecretSource;
+    use base64::Engine as _;
+    use std::collections::BTreeMap;
+
+    const K1: &str = "0123456789abcdef0123456789abcdef-v1";
+    const K2: &str = "0123456789abcdef0123456789abcdef-v2";
+    const NOW: i64 = 1_800_000_000;
+
+    fn cfg(active: &str, keys: &[(&str, &str)]) -> GatewayTokensConfig {
+        GatewayTokensConfig {
+            issuer: "wasmgate".into(),
+            audience: "wasmgate".into(),
+            active_key: active.into(),
+            keys: keys
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), SecretSource::Value((*v).to_owned())))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    fn tokens() -> GatewayTokens {
+        GatewayTokens::new(&cfg("v1", &[("v1", K1), ("v2", K2)])).expect("config")
+    }
+
+    fn req() -> MintRequest {
+        MintRequest {
+            subject: "alice".into(),
+            tenant: Some("acme".into()),
+            roles: vec!["admin".into()],
+            scopes: vec!["sandbox:read".into(), "sandbox:write".into()],
+            ttl: Duration::from_secs(600),
+        }
+    }
+
+    /// Signs arbitrary header/payload JSON with `key` (HS256).
+    fn hs256(header: &str, payload: &str, key: &[u8]) -> String {
+        let input = format!("{}.{}", B64URL.encode(header), B64URL.encode(payload));
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), input.as_bytes());
+        format!("{input}.{}", B64URL.encode(tag.as_ref()))
+    }
+
+    fn payload(extra: &str) -> String {
+        format!(
+            r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"alice","iat":{NOW},"exp":{},"jti":"j1"{extra}}}"#,
+            NOW + 600
+        )
+    }
+
+    #[test]
+    fn mint_then_verify_round_trip() {
+        let t = tokens();
+        let tok = t.mint_at(&req(), NOW).expect("mint");
+        let (p, exp) = t.verify(&tok, NOW + 1).expect("verify");
+        assert_eq!(exp, NOW + 600);
+        assert_eq!(p.subject, "alice");
+        assert_eq!(p.tenant.as_deref(), Some("acme"));
+        assert_eq!(p.roles, vec!["admin"]);
+        assert_eq!(p.scopes, vec!["sandbox:read", "sandbox:write"]);
+        let parsed = jwt::parse(&tok).expect("parse");
+        assert_eq!(parsed.header.kid.as_deref(), Some("v1"));
+        assert_eq!(parsed.header.typ.as_deref(), Some("JWT"));
+        let jti = parsed.claims["jti"].as_str().expect("jti");
+        assert_eq!(jti.len(), 32);
+        assert_ne!(
+            jti,
+            jwt::parse(&t.mint_at(&req(), NOW).expect("mint"))
+                .expect("p")
+                .claims["jti"]
+        );
+    }
+
+    #[test]
+    fn expiry_and_time_rules() {
+        let t = tokens();
+        let tok = t.mint_at(&req(), NOW).expect("mint");
+        assert!(t.verify(&tok, NOW + 600 + 30).is_ok(), "inside leeway");
+        assert_eq!(
+            t.verify(&tok, NOW + 600 + 31).err(),
+            Some(TokenError::Expired)
+        );
+        assert_eq!(
+            t.verify(&tok, NOW - 31).err(),
+            Some(TokenError::NotYetValid)
+        );
+        let strict = tokens().with_limits(0, 300);
+        assert_eq!(
+            strict.verify(&tok, NOW).err(),
+            Some(TokenError::LifetimeTooLong)
+        );
+    }
+
+    /// Checklist 18: unknown or retired kid, wrong alg, missing kid, other key: rejected.
+    #[test]
+    fn checklist_18_wrong_keys_rejected() {
+        let t = tokens();
+        let good = hs256(r#"{"alg":"HS256","kid":"v2"}"#, &payload(""), K2.as_bytes());
+        assert!(t.verify(&good, NOW).is_ok());
+        let unknown = hs256(r#"{"alg":"HS256","kid":"v9"}"#, &payload(""), K2.as_bytes());
+        assert_eq!(t.verify(&unknown, NOW).err(), Some(TokenError::UnknownKid));
+        let no_kid = hs256(r#"{"alg":"HS256"}"#, &payload(""), K1.as_bytes());
+        assert_eq!(t.verify(&no_kid, NOW).err(), Some(TokenError::MissingKid));
+        let cross = hs256(r#"{"alg":"HS256","kid":"v1"}"#, &payload(""), K2.as_bytes());
+        assert_eq!(t.verify(&cross, NOW).err(), Some(TokenError::BadSignature));
+        let rs = hs256(r#"{"alg":"RS256","kid":"v1"}"#, &payload(""), K1.as_bytes());
+        assert_eq!(t.verify(&rs, NOW).err(), Some(TokenError::Algorithm));
+        // Retired: v2 removed from the config.
+        let retired = GatewayTokens::new(&cfg("v1", &[("v1", K1)])).expect("config");
+        assert_eq!(
+            retired.verify(&good, NOW).err(),
+            Some(TokenError::UnknownKid)
+        );
+        // Short or empty keys are refused at start.
+        assert!(GatewayTokens::new(&cfg("v1", &[("v1", "short")])).is_err());
+        assert!(GatewayTokens::new(&cfg("v1", &[("v1", "")])).is_err());
+        assert!(GatewayTokens::new(&cfg("v3", &[("v1", K1)])).is_err());
+    }
+
+    /// Checklist 8 and 9 for gateway tokens: exp required and integer; iss/aud/jti/sub enforced.
+    #[test]
+    fn checklist_08_09_gateway_claims_enforced() {
+        let t = tokens();
+        let h = r#"{"alg":"HS256","kid":"v1"}"#;
+        let sign = |p: &str| hs256(h, p, K1.as_bytes());
+        let cases: [(String, TokenError); 9] = [
+            (
+                r#"{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j"}"#.into(),
+                TokenError::Claim("exp"),
+            ),
+            (
+                format!(
+                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":"{}"}}"#,
+                    NOW + 60
+                ),
+                TokenError::Claim("exp"),
+            ),
+            (
+                format!(
+                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":{}.0}}"#,
+                    NOW + 60
+                ),
+                TokenError::Claim("exp"),
+            ),
+            (
+                format!(
+                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":{},"nbf":null}}"#,
+                    NOW + 60
+                ),
+                TokenError::Claim("nbf"),
+            ),
+            (
+                format!(
+                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":{},"iat":true}}"#,
+                    NOW + 60
+                ),
+                TokenError::Claim("iat"),
+            ),
+            (
+                format!(
+                    r#"{{"aud":"wasmgate","sub":"a","jti":"j","exp":{}}}"#,
+                    NOW + 60
+                ),
+                TokenError::Issuer,
+            ),
+            (
+                format!(
+                    r#"{{"iss":"wasmgate","sub":"a","jti":"j","exp":{}}}"#,
+                    NOW + 60
+                ),
+                TokenError::Audience,
+            ),
+            (
+                format!(
+                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","exp":{}}}"#,
+                    NOW + 60
+                ),
+                TokenError::Claim("jti"),
+            ),
+            (
+                format!(
+                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"","jti":"j","exp":{}}}"#,
+                    NOW + 60
+                ),
+                TokenError::Claim("sub"),
+            ),
+        ];
+        for (p, want) in cases {
+            assert_eq!(t.verify(&sign(&p), NOW).err(), Some(want), "{p}");
+        }
+    }
+
+    /// Checklist 19: a token HMAC-signed with the sandbox secret is not a gateway token.
+    #[test]
+    fn checklist_19_sandbox_secret_is_not_an_hmac_key() {
+        let t = tokens();
+        let sandbox = b"the-sandbox-secret-that-is-32-bytes-long";
+        for kid in ["v1", "v2", "sandbox"] {
+            let tok = hs256(
+                &format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#),
+                &payload(""),
+                sandbox,
+            );
+            assert!(t.verify(&tok, NOW).is_err(), "kid {kid}");
+        }
+    }
+
+    #[test]
+    fn mint_request_validation_and_debug() {
+        let t = tokens();
+        let mut r = req();
+        r.ttl = Duration::ZERO;
+        assert!(t.mint_at(&r, NOW).is_err());
+        let mut r = req();
+        r.scopes = vec!["a b".into()];
+        assert!(t.mint_at(&r, NOW).is_err());
+        assert!(!format!("{t:?}").contains("0123456789abcdef"));
+    }
+}

@@ -1,0 +1,541 @@
+//! Strict JWS compact parsing, done before any key lookup.
+//!
+//! Rules (RFC 8725 and the security checklist): exactly three segments, each
+//! canonical unpadded base64url; header and payload are JSON objects without
+//! duplicate keys at any depth; `alg` is a string from a closed list (never
+//! `none`); headers that would name a key source (`jwk`, `jku`, `x5u`, `x5c`),
+//! change processing (`crit`, `b64`) or nest tokens (`cty`) are refused; a
+//! `kid` is a short visible-ASCII string used only as an opaque map key.
+
+use std::collections::btree_map::Entry;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// Canonical unpadded base64url: padding, non-alphabet characters and
+/// non-zero trailing bits are all errors.
+pub(crate) const B64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
+
+/// Longest accepted `kid`, bytes.
+pub(crate) const MAX_KID_LEN: usize = 256;
+
+/// Why a token failed the strict pre-parse. Never carries token contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    /// Not exactly three `.`-separated segments.
+    #[error("token does not have exactly three segments")]
+    Segments,
+    /// A segment is empty, padded, or not canonical base64url.
+    #[error("token segment is not canonical unpadded base64url")]
+    Base64,
+    /// Header or payload is not a JSON object (or is malformed JSON).
+    #[error("token {0} is not a JSON object")]
+    Json(&'static str),
+    /// Header or payload repeats a member name.
+    #[error("token {0} has duplicate member names")]
+    DuplicateKey(&'static str),
+    /// `alg` missing, not a string, `none`, or not supported.
+    #[error("token algorithm is missing or not allowed")]
+    Algorithm,
+    /// A header parameter that is never accepted (`jwk`, `jku`, `x5u`, `x5c`, `crit`, `b64`, `cty`).
+    #[error("token header parameter {0:?} is not accepted")]
+    ForbiddenHeader(&'static str),
+    /// `kid` is not a string of at most 256 visible ASCII characters.
+    #[error("token kid is malformed")]
+    Kid,
+    /// `typ` is not a string.
+    #[error("token typ is malformed")]
+    Typ,
+}
+
+/// The header members the gateway uses.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct JwtHeader {
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+}
+
+impl fmt::Debug for JwtHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtHeader")
+            .field("alg", &self.alg)
+            .field("kid_len", &self.kid.as_ref().map(String::len))
+            .field("typ", &self.typ)
+            .finish()
+    }
+}
+
+/// A token that passed the strict pre-parse (signature NOT yet checked).
+pub(crate) struct ParsedJwt<'a> {
+    pub header: JwtHeader,
+    pub claims: Map<String, Value>,
+    /// `header.payload`, the signed bytes.
+    pub signing_input: &'a str,
+    /// The decoded signature.
+    pub signature: Vec<u8>,
+}
+
+impl fmt::Debug for ParsedJwt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParsedJwt")
+            .field("header", &self.header)
+            .field("claims", &format_args!("[{} members]", self.claims.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParsedJwt<'_> {
+    /// The unverified `iss`, if it is a string.
+    pub fn issuer(&self) -> Option<&str> {
+        self.claims.get("iss").and_then(Value::as_str)
+    }
+}
+
+/// Header parameters whose presence rejects the token.
+const FORBIDDEN_HEADERS: [&str; 7] = ["jwk", "jku", "x5u", "x5c", "crit", "b64", "cty"];
+
+/// Algorithms the gateway can verify at all (the key still decides which one applies).
+fn parse_alg(s: &str) -> Option<Algorithm> {
+    Some(match s {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        "HS256" => Algorithm::HS256,
+        _ => return None,
+    })
+}
+
+/// Parses an algorithm name from configuration (same closed list).
+pub(crate) fn alg_from_name(s: &str) -> Option<Algorithm> {
+    parse_alg(s)
+}
+
+/// True when `kid` is 1..=256 visible ASCII characters.
+pub(crate) fn kid_is_valid(kid: &str) -> bool {
+    !kid.is_empty() && kid.len() <= MAX_KID_LEN && kid.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn decode_segment(seg: &str) -> Result<Vec<u8>, JwtError> {
+    if seg.is_empty()
+        || !seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(JwtError::Base64);
+    }
+    B64URL.decode(seg).map_err(|_| JwtError::Base64)
+}
+
+/// Strictly parses a compact JWS. Linear in the token length.
+pub(crate) fn parse(token: &str) -> Result<ParsedJwt<'_>, JwtError> {
+    let mut parts = token.splitn(4, '.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Segments);
+    };
+    let header_bytes = decode_segment(h)?;
+    let payload_bytes = decode_segment(p)?;
+    let signature = decode_segment(s)?;
+
+    let header = strict_object(&header_bytes, "header")?;
+    let claims = strict_object(&payload_bytes, "payload")?;
+
+    for name in FORBIDDEN_HEADERS {
+        if header.contains_key(name) {
+            return Err(JwtError::ForbiddenHeader(name));
+        }
+    }
+    let alg = match header.get("alg") {
+        Some(Value::String(s)) => parse_alg(s).ok_or(JwtError::Algorithm)?,
+        _ => return Err(JwtError::Algorithm),
+    };
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) if kid_is_valid(k) => Some(k.clone()),
+        Some(_) => return Err(JwtError::Kid),
+    };
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err(JwtError::Typ),
+    };
+    let signing_input = &token[..h.len() + 1 + p.len()];
+    Ok(ParsedJwt {
+        header: JwtHeader { alg, kid, typ },
+        claims,
+        signing_input,
+        signature,
+    })
+}
+
+/// Parses JSON that must be an object, rejecting duplicate member names at any depth.
+pub(crate) fn strict_object(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<Map<String, Value>, JwtError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = match StrictValue::deserialize(&mut de) {
+        Ok(v) => v.0,
+        Err(e) if e.to_string().starts_with(DUPLICATE) => return Err(JwtError::DuplicateKey(what)),
+        Err(_) => return Err(JwtError::Json(what)),
+    };
+    de.end().map_err(|_| JwtError::Json(what))?;
+    match value {
+        Value::Object(m) => Ok(m),
+        _ => Err(JwtError::Json(what)),
+    }
+}
+
+const DUPLICATE: &str = "duplicate member";
+
+/// A `serde_json::Value` whose maps refuse duplicate keys.
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("non-finite number"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        // A BTreeMap detects duplicates directly; serde_json's Map (without
+        // `preserve_order`) is a BTreeMap too, so no ordering is lost.
+        let mut out = std::collections::BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let StrictValue(v) = map.next_value_seed(StrictSeed)?;
+            match out.entry(key) {
+                Entry::Occupied(_) => return Err(de::Error::custom(DUPLICATE)),
+                Entry::Vacant(e) => {
+                    e.insert(v);
+                }
+            }
+        }
+        Ok(Value::Object(out.into_iter().collect()))
+    }
+}
+
+struct StrictSeed;
+
+impl<'de> DeserializeSeed<'de> for StrictSeed {
+    type Value = StrictValue;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<StrictValue, D::Error> {
+        StrictValue::deserialize(d)
+    }
+}
+
+/// Reads an optional NumericDate claim: absent is `None`; anything other
+/// than a JSON integer in `0..=i64::MAX` (string, float, bool, null,
+/// negative) is an error.
+pub(crate) fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, ()> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) => i64::try_from(v).map(Some).map_err(|_| ()),
+            None => Err(()),
+        },
+        Some(_) => Err(()),
+    }
+}
+
+/// True when `aud` is a non-empty string or a non-empty array of non-empty
+/// strings that contains one of `accepted`.
+pub(crate) fn audience_matches<S: AsRef<str>>(aud: Option<&Value>, accepted: &[S]) -> bool {
+    let ok = |s: &str| !s.is_empty() && accepted.iter().any(|a| a.as_ref() == s);
+    match aud {
+        Some(Value::String(s)) => ok(s),
+        Some(Value::Array(items)) => {
+            !items.is_empty()
+                && items
+                    .iter()
+                    .all(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                && items.iter().any(|v| v.as_str().is_some_and(ok))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        B64URL.encode(s)
+    }
+
+    fn tok(h: &str, p: &str) -> String {
+        format!("{}.{}.{}", b64(h), b64(p), b64("sig"))
+    }
+
+    const P: &str = r#"{"iss":"https://i","sub":"s"}"#;
+
+    #[test]
+    fn accepts_a_well_formed_token() {
+        let t = tok(r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#, P);
+        let p = parse(&t).expect("valid");
+        assert_eq!(p.header.alg, Algorithm::RS256);
+        assert_eq!(p.header.kid.as_deref(), Some("k1"));
+        assert_eq!(p.issuer(), Some("https://i"));
+        assert_eq!(p.signature, b"sig");
+    }
+
+    /// Checklist 1: `none`, `None`, empty alg and an empty signature are refused by the pre-parse.
+    #[test]
+    fn checklist_01_alg_none_variants_rejected() {
+        for alg in [
+            r#""none""#,
+            r#""None""#,
+            r#""NONE""#,
+            r#""""#,
+            "null",
+            "1",
+            r#"["RS256"]"#,
+            r#""HS512""#,
+        ] {
+            let t = tok(&format!(r#"{{"alg":{alg}}}"#), P);
+            assert_eq!(parse(&t).err(), Some(JwtError::Algorithm), "alg {alg}");
+        }
+        let t = tok(r#"{"typ":"JWT"}"#, P);
+        assert_eq!(parse(&t).err(), Some(JwtError::Algorithm));
+        let empty_sig = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(P));
+        assert!(parse(&empty_sig).is_err());
+    }
+
+    /// Checklist 4 and 5: `jwk`, `x5c`, `jku`, `x5u` headers reject the token.
+    #[test]
+    fn checklist_04_05_key_source_headers_rejected() {
+        for h in [
+            r#"{"alg":"RS256","jwk":{"kty":"RSA","n":"AQAB","e":"AQAB"}}"#,
+            r#"{"alg":"RS256","x5c":["MIIB"]}"#,
+            r#"{"alg":"RS256","jku":"http://127.0.0.1:1/jwks"}"#,
+            r#"{"alg":"RS256","x5u":"http://127.0.0.1:1/cert"}"#,
+        ] {
+            assert!(
+                matches!(parse(&tok(h, P)), Err(JwtError::ForbiddenHeader(_))),
+                "{h}"
+            );
+        }
+    }
+
+    /// Checklist 6: path traversal, metacharacters, NUL, non-string and 10 KB kids are refused.
+    #[test]
+    fn checklist_06_malicious_kids_rejected() {
+        let long = "a".repeat(10 * 1024);
+        for kid in [
+            r#""../../etc/passwd x""#.to_owned(),
+            r#""k' OR 1=1; --""#.to_owned(),
+            r#""k\u0000""#.to_owned(),
+            r#""a b""#.to_owned(),
+            r#""""#.to_owned(),
+            "7".to_owned(),
+            format!("\"{long}\""),
+        ] {
+            let t = tok(&format!(r#"{{"alg":"RS256","kid":{kid}}}"#), P);
+            assert_eq!(
+                parse(&t).err(),
+                Some(JwtError::Kid),
+                "kid {}",
+                &kid[..kid.len().min(20)]
+            );
+        }
+        // Exactly 256 visible characters is still fine (an opaque key that simply won't match).
+        let t = tok(
+            &format!(r#"{{"alg":"RS256","kid":"{}"}}"#, "k".repeat(256)),
+            P,
+        );
+        assert!(parse(&t).is_ok());
+    }
+
+    /// Checklist 13 and 14: `crit`, `b64` and `cty` (nested JWT) are refused.
+    #[test]
+    fn checklist_13_14_crit_b64_cty_rejected() {
+        for h in [
+            r#"{"alg":"RS256","crit":["exp"]}"#,
+            r#"{"alg":"RS256","crit":[]}"#,
+            r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#,
+            r#"{"alg":"RS256","b64":false}"#,
+            r#"{"alg":"RS256","cty":"JWT"}"#,
+        ] {
+            assert!(
+                matches!(parse(&tok(h, P)), Err(JwtError::ForbiddenHeader(_))),
+                "{h}"
+            );
+        }
+    }
+
+    /// Checklist 15: duplicate member names anywhere in header or payload are refused.
+    #[test]
+    fn checklist_15_duplicate_keys_rejected() {
+        let t = tok(r#"{"alg":"RS256","alg":"none"}"#, P);
+        assert_eq!(parse(&t).err(), Some(JwtError::DuplicateKey("header")));
+        let t = tok(r#"{"alg":"RS256"}"#, r#"{"sub":"a","sub":"admin"}"#);
+        assert_eq!(parse(&t).err(), Some(JwtError::DuplicateKey("payload")));
+        let t = tok(r#"{"alg":"RS256"}"#, r#"{"sub":"a","x":[{"r":1,"r":2}]}"#);
+        assert_eq!(parse(&t).err(), Some(JwtError::DuplicateKey("payload")));
+        // Escaped spellings of the same name are the same name.
+        let t = tok(r#"{"alg":"RS256"}"#, r#"{"sub":"a","s\u0075b":"b"}"#);
+        assert_eq!(parse(&t).err(), Some(JwtError::DuplicateKey("payload")));
+        // Non-objects and trailing garbage.
+        assert!(parse(&tok(r#"["alg"]"#, P)).is_err());
+        assert!(parse(&tok(r#"{"alg":"RS256"}"#, "[1]")).is_err());
+        assert!(parse(&tok(r#"{"alg":"RS256"}"#, r#"{"a":1} {}"#)).is_err());
+    }
+
+    /// Checklist 16: padding, `+` `/`, whitespace, non-canonical trailing bits, 2 or 4+ segments.
+    #[test]
+    fn checklist_16_non_canonical_encodings_rejected() {
+        let good = tok(r#"{"alg":"RS256"}"#, P);
+        assert!(parse(&good).is_ok());
+        let (h, rest) = good.split_once('.').expect("dot");
+        // 2 and 4 segments, empty segments.
+        assert_eq!(
+            parse(&format!("{h}.{}", b64(P))).err(),
+            Some(JwtError::Segments)
+        );
+        assert_eq!(parse(&format!("{good}.x")).err(), Some(JwtError::Segments));
+        assert_eq!(parse(&format!("{good}.")).err(), Some(JwtError::Segments));
+        assert_eq!(parse(&format!(".{rest}")).err(), Some(JwtError::Base64));
+        // Padding, standard alphabet, whitespace.
+        assert_eq!(parse(&format!("{h}=.{rest}")).err(), Some(JwtError::Base64));
+        assert_eq!(parse(&format!("{good}=")).err(), Some(JwtError::Base64));
+        let std_alpha = format!("{h}.{rest}")
+            .replacen('-', "+", 1)
+            .replacen('_', "/", 1);
+        if std_alpha != good {
+            assert_eq!(parse(&std_alpha).err(), Some(JwtError::Base64));
+        }
+        assert_eq!(parse(&format!("{good}+/")).err(), Some(JwtError::Base64));
+        assert_eq!(parse(&format!(" {good}")).err(), Some(JwtError::Base64));
+        assert_eq!(
+            parse(&format!("{h}.{}", rest.replacen('.', " .", 1))).err(),
+            Some(JwtError::Base64)
+        );
+        // Trailing bits: "sig" encodes as "c2ln"; "c2lo" decodes to the same
+        // bytes only if trailing bits were ignored. Use a 2-byte signature.
+        let two = B64URL.encode(b"si"); // "c2k"
+        assert_eq!(two, "c2k");
+        let bad_bits = format!("{h}.{}.c2l", rest.rsplit_once('.').expect("dot").0);
+        assert_eq!(parse(&bad_bits).err(), Some(JwtError::Base64));
+        let ok_bits = format!("{h}.{}.c2k", rest.rsplit_once('.').expect("dot").0);
+        assert!(parse(&ok_bits).is_ok());
+        // A single base64 char cannot encode a byte.
+        let lone = format!("{h}.{}.c", rest.rsplit_once('.').expect("dot").0);
+        assert_eq!(parse(&lone).err(), Some(JwtError::Base64));
+    }
+
+    /// Checklist 29: 100 000 dots (and 1 MB of junk) are refused in linear time.
+    #[test]
+    fn checklist_29_many_dots_linear() {
+        let dots = ".".repeat(100_000);
+        let start = std::time::Instant::now();
+        assert_eq!(parse(&dots).err(), Some(JwtError::Segments));
+        let junk = format!(
+            "{}.{}.{}",
+            "A".repeat(400_000),
+            "A".repeat(400_000),
+            "A".repeat(200_000)
+        );
+        assert!(parse(&junk).is_err());
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    /// Checklist 8: NumericDate claims must be non-negative JSON integers.
+    #[test]
+    fn checklist_08_numeric_dates_must_be_integers() {
+        let get = |json: &str| {
+            let m = strict_object(json.as_bytes(), "payload").expect("object");
+            numeric_date(&m, "exp")
+        };
+        assert_eq!(get(r#"{"exp":1700000000}"#), Ok(Some(1_700_000_000)));
+        assert_eq!(get(r#"{}"#), Ok(None));
+        for bad in [
+            r#"{"exp":"1700000000"}"#,
+            r#"{"exp":1700000000.5}"#,
+            r#"{"exp":1.7e9}"#,
+            r#"{"exp":-1}"#,
+            r#"{"exp":true}"#,
+            r#"{"exp":null}"#,
+            r#"{"exp":[1]}"#,
+            r#"{"exp":18446744073709551615}"#,
+        ] {
+            assert_eq!(get(bad), Err(()), "{bad}");
+        }
+        // 1e309 overflows f64: the whole payload is refused.
+        assert!(strict_object(br#"{"exp":1e309}"#, "payload").is_err());
+    }
+
+    /// Checklist 10: audience matching.
+    #[test]
+    fn checklist_10_audience_shapes() {
+        let ours = ["api"];
+        let v = |s: &str| serde_json::from_str::<Value>(s).expect("json");
+        assert!(audience_matches(Some(&v(r#""api""#)), &ours));
+        assert!(audience_matches(Some(&v(r#"["other","api"]"#)), &ours));
+        assert!(!audience_matches(Some(&v(r#"["other"]"#)), &ours));
+        assert!(!audience_matches(Some(&v(r#""""#)), &ours));
+        assert!(!audience_matches(Some(&v("[]")), &ours));
+        assert!(!audience_matches(Some(&v(r#"["api",7]"#)), &ours));
+        assert!(!audience_matches(Some(&v("null")), &ours));
+        assert!(!audience_matches(None, &ours));
+    }
+}
