@@ -101,11 +101,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         if path.file_name().is_some_and(|n| n == "target") {
             continue;
         }
-        if path.is_dir() {
-            out.push(path);
-        } else {
-            out.push(path);
-        }
+        out.push(path);
     }
     out
 }

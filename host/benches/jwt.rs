@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
-};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -30,12 +28,7 @@ fn pkcs8_to_pkcs1(der: &[u8]) -> Vec<u8> {
             (b[1] as usize, 2)
         } else {
             let n = (b[1] & 0x7f) as usize;
-            (
-                b[2..2 + n]
-                    .iter()
-                    .fold(0usize, |a, &x| (a << 8) | x as usize),
-                2 + n,
-            )
+            (b[2..2 + n].iter().fold(0usize, |a, &x| (a << 8) | x as usize), 2 + n)
         };
         (&b[hdr..hdr + len], &b[hdr + len..])
     }
@@ -55,11 +48,8 @@ struct Key {
 fn keys() -> Vec<Key> {
     let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("rsa");
     let rsa_pub = rsa.public_key();
-    let ec_doc =
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .expect("ec");
-    let ec =
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec_doc.as_ref()).expect("ec");
+    let ec_doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).expect("ec");
+    let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec_doc.as_ref()).expect("ec");
     let pt = ec.public_key().as_ref();
     let ed_doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("ed");
     let ed = Ed25519KeyPair::from_pkcs8(ed_doc.as_ref()).expect("ed");
@@ -88,28 +78,16 @@ fn keys() -> Vec<Key> {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let keys = keys();
     let jwks = json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
     let issuer = rt.block_on(async move {
-        let app = axum::Router::new().route(
-            "/jwks",
-            axum::routing::get(move || async move { axum::Json(jwks) }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let app = axum::Router::new().route("/jwks", axum::routing::get(move || async move { axum::Json(jwks) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let issuer = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         issuer
@@ -118,10 +96,7 @@ fn bench(c: &mut Criterion) {
         issuer: "wasmgate".into(),
         audience: "wasmgate".into(),
         active_key: "v1".into(),
-        keys: BTreeMap::from([(
-            "v1".to_owned(),
-            SecretSource::Value("benchmark-gateway-key-0123456789abcdef".into()),
-        )]),
+        keys: BTreeMap::from([("v1".to_owned(), SecretSource::Value("benchmark-gateway-key-0123456789abcdef".into()))]),
     };
     let cfg = AuthConfig {
         providers: vec![ProviderConfig {
@@ -181,15 +156,10 @@ fn bench(c: &mut Criterion) {
     h.kid = Some("ec".into());
     let token = jsonwebtoken::encode(&h, &claims, &keys[1].enc).expect("sign");
     let mut headers = http::HeaderMap::new();
-    headers.insert(
-        http::header::AUTHORIZATION,
-        http::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
-    );
+    headers
+        .insert(http::header::AUTHORIZATION, http::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
     let presented = auth.extract(&headers, &http::Uri::from_static("/"), false);
-    assert!(
-        rt.block_on(auth.authenticate(AuthClass::Bearer, &presented))
-            .is_ok()
-    );
+    assert!(rt.block_on(auth.authenticate(AuthClass::Bearer, &presented)).is_ok());
     c.bench_function("cache_hit/authenticate", |b| {
         b.iter(|| {
             // The future completes without yielding: poll it directly.

@@ -191,10 +191,7 @@ pub struct VerifiedToken {
 impl fmt::Debug for VerifiedToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifiedToken")
-            .field(
-                "claims_json",
-                &format_args!("[{} bytes]", self.claims_json.len()),
-            )
+            .field("claims_json", &format_args!("[{} bytes]", self.claims_json.len()))
             .field("subject", &self.subject)
             .field("expires_at", &self.expires_at)
             .field("issuer", &self.issuer)
@@ -279,15 +276,11 @@ impl Authenticator {
     /// current tokio runtime (required when providers are configured); never
     /// blocks on the network.
     pub fn new(cfg: &AuthConfig) -> Result<Self, AuthError> {
-        let sandbox_header =
-            HeaderName::from_bytes(cfg.sandbox_secret_header.as_bytes()).map_err(|_| {
-                AuthError::Config("auth.sandbox_secret_header is not a header name".into())
-            })?;
+        let sandbox_header = HeaderName::from_bytes(cfg.sandbox_secret_header.as_bytes())
+            .map_err(|_| AuthError::Config("auth.sandbox_secret_header is not a header name".into()))?;
         let sandbox = match &cfg.sandbox_secret {
             Some(src) => {
-                let v = src
-                    .resolve()
-                    .map_err(|e| AuthError::Config(e.to_string()))?;
+                let v = src.resolve().map_err(|e| AuthError::Config(e.to_string()))?;
                 Some((SandboxSecret::new(v.expose()), secret::sha256(v.expose())))
             }
             None => None,
@@ -304,19 +297,12 @@ impl Authenticator {
         if let (Some((_, digest)), Some(g)) = (&sandbox, &gateway)
             && g.has_key_equal_to(digest)
         {
-            return Err(AuthError::Config(
-                "the sandbox secret must not be reused as a gateway token key".into(),
-            ));
+            return Err(AuthError::Config("the sandbox secret must not be reused as a gateway token key".into()));
         }
         let client = if cfg.providers.is_empty() {
             None
         } else {
-            let timeout = cfg
-                .providers
-                .iter()
-                .map(|p| p.jwks.fetch_timeout_ms)
-                .max()
-                .unwrap_or(5_000);
+            let timeout = cfg.providers.iter().map(|p| p.jwks.fetch_timeout_ms).max().unwrap_or(5_000);
             Some(
                 reqwest::Client::builder()
                     .timeout(Duration::from_millis(timeout.max(1)))
@@ -330,23 +316,13 @@ impl Authenticator {
         let mut providers = Vec::new();
         let mut by_issuer = HashMap::new();
         for p in &cfg.providers {
-            if by_issuer.contains_key(&p.issuer)
-                || gateway.as_ref().is_some_and(|g| g.issuer() == p.issuer)
-            {
-                return Err(AuthError::Config(format!(
-                    "issuer of provider {:?} is not unique",
-                    p.name
-                )));
+            if by_issuer.contains_key(&p.issuer) || gateway.as_ref().is_some_and(|g| g.issuer() == p.issuer) {
+                return Err(AuthError::Config(format!("issuer of provider {:?} is not unique", p.name)));
             }
             let Some(client) = client.clone() else {
                 return Err(AuthError::Config("no HTTP client".into()));
             };
-            let provider = Provider::new(
-                p,
-                cfg.leeway_seconds,
-                cfg.max_token_lifetime_seconds,
-                client,
-            )?;
+            let provider = Provider::new(p, cfg.leeway_seconds, cfg.max_token_lifetime_seconds, client)?;
             by_issuer.insert(p.issuer.clone(), providers.len());
             providers.push(Arc::new(provider));
         }
@@ -375,21 +351,12 @@ impl Authenticator {
     }
 
     /// Finds the credentials a request presents (before the method class is known).
-    pub fn extract(
-        &self,
-        headers: &http::HeaderMap,
-        uri: &http::Uri,
-        allow_query: bool,
-    ) -> Presented {
+    pub fn extract(&self, headers: &http::HeaderMap, uri: &http::Uri, allow_query: bool) -> Presented {
         extract::extract(&self.inner.extract, headers, uri, allow_query)
     }
 
     /// Authenticates a request of the given class.
-    pub async fn authenticate(
-        &self,
-        class: AuthClass,
-        presented: &Presented,
-    ) -> Result<Authenticated, AuthError> {
+    pub async fn authenticate(&self, class: AuthClass, presented: &Presented) -> Result<Authenticated, AuthError> {
         match class {
             AuthClass::Unauthenticated => Ok(Authenticated::Anonymous),
             AuthClass::SandboxSecret => self.check_sandbox(presented),
@@ -406,8 +373,7 @@ impl Authenticator {
         if token.len() > self.inner.extract.max_token_bytes {
             return Err(TokenRejection::TooLarge.into());
         }
-        self.verify_token(token, TokenSource::AuthorizationHeader, false)
-            .await
+        self.verify_token(token, TokenSource::AuthorizationHeader, false).await
     }
 
     /// Per-provider readiness (has usable keys).
@@ -417,22 +383,14 @@ impl Authenticator {
             .iter()
             .map(|p| {
                 let (has_keys, key_count, last_refresh_error) = p.status();
-                ProviderStatus {
-                    name: p.name.to_string(),
-                    has_keys,
-                    last_refresh_error,
-                    key_count,
-                }
+                ProviderStatus { name: p.name.to_string(), has_keys, last_refresh_error, key_count }
             })
             .collect()
     }
 
     /// True when every provider has usable keys.
     pub fn ready(&self) -> bool {
-        self.inner
-            .providers
-            .iter()
-            .all(|p| p.usable_keys().is_some())
+        self.inner.providers.iter().all(|p| p.usable_keys().is_some())
     }
 
     fn check_sandbox(&self, presented: &Presented) -> Result<Authenticated, AuthError> {
@@ -455,11 +413,7 @@ impl Authenticator {
         }
     }
 
-    async fn check_bearer(
-        &self,
-        presented: &Presented,
-        use_cache: bool,
-    ) -> Result<Authenticated, AuthError> {
+    async fn check_bearer(&self, presented: &Presented, use_cache: bool) -> Result<Authenticated, AuthError> {
         if presented.bearer_conflict {
             return Err(AuthError::InvalidRequest("multiple_credentials"));
         }
@@ -486,11 +440,7 @@ impl Authenticator {
         if use_cache && let Some(hit) = inner.cache.get(token) {
             let provider = &inner.providers[hit.provider];
             if now <= hit.valid_until && provider.still_has(&hit.kid, &hit.fingerprint) {
-                return Ok(Authenticated::Oidc {
-                    provider: provider.name.clone(),
-                    token: hit.token.clone(),
-                    source,
-                });
+                return Ok(Authenticated::Oidc { provider: provider.name.clone(), token: hit.token.clone(), source });
             }
             inner.cache.remove(token);
         }
@@ -501,14 +451,8 @@ impl Authenticator {
         if let Some(g) = &inner.gateway
             && iss == g.issuer()
         {
-            let (principal, expires_at) = g
-                .verify_parsed(&parsed, now)
-                .map_err(TokenRejection::Gateway)?;
-            return Ok(Authenticated::Gateway {
-                principal,
-                expires_at,
-                source,
-            });
+            let (principal, expires_at) = g.verify_parsed(&parsed, now).map_err(TokenRejection::Gateway)?;
+            return Ok(Authenticated::Gateway { principal, expires_at, source });
         }
         let Some(&idx) = inner.by_issuer.get(iss) else {
             return Err(TokenRejection::UnknownIssuer.into());
@@ -524,17 +468,11 @@ impl Authenticator {
                     provider: idx,
                     kid: key.kid.clone(),
                     fingerprint: key.fingerprint,
-                    valid_until: verified
-                        .expires_at
-                        .saturating_add(provider_leeway(provider)),
+                    valid_until: verified.expires_at.saturating_add(provider_leeway(provider)),
                 },
             );
         }
-        Ok(Authenticated::Oidc {
-            provider: provider.name.clone(),
-            token: verified,
-            source,
-        })
+        Ok(Authenticated::Oidc { provider: provider.name.clone(), token: verified, source })
     }
 }
 

@@ -39,8 +39,7 @@ fn metrics() -> &'static Metrics {
         );
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register("decisions", "Gateway decisions by route and outcome", decisions.clone());
-        let pipeline_seconds =
-            Histogram::new([5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2].into_iter());
+        let pipeline_seconds = Histogram::new([5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2]);
         registry.register(
             "pipeline_seconds",
             "Time from request to forwarding decision (authentication and policy)",

@@ -132,25 +132,17 @@ impl GatewayTokens {
     /// missing active key, or an invalid version name are refused.
     pub fn new(cfg: &GatewayTokensConfig) -> Result<Self, TokenError> {
         if cfg.issuer.is_empty() || cfg.audience.is_empty() {
-            return Err(TokenError::Config(
-                "issuer and audience must not be empty".into(),
-            ));
+            return Err(TokenError::Config("issuer and audience must not be empty".into()));
         }
         let mut keys = HashMap::new();
         for (version, source) in &cfg.keys {
             if !jwt::kid_is_valid(version) {
-                return Err(TokenError::Config(format!(
-                    "key version {version:?} is not a valid kid"
-                )));
+                return Err(TokenError::Config(format!("key version {version:?} is not a valid kid")));
             }
-            let secret = source
-                .resolve()
-                .map_err(|e| TokenError::Config(format!("key {version:?}: {e}")))?;
+            let secret = source.resolve().map_err(|e| TokenError::Config(format!("key {version:?}: {e}")))?;
             let bytes = secret.expose();
             if bytes.len() < MIN_KEY_BYTES {
-                return Err(TokenError::Config(format!(
-                    "key {version:?} is shorter than {MIN_KEY_BYTES} bytes"
-                )));
+                return Err(TokenError::Config(format!("key {version:?} is shorter than {MIN_KEY_BYTES} bytes")));
             }
             keys.insert(
                 version.clone(),
@@ -162,10 +154,7 @@ impl GatewayTokens {
             );
         }
         if !keys.contains_key(&cfg.active_key) {
-            return Err(TokenError::Config(format!(
-                "active key {:?} is not among the keys",
-                cfg.active_key
-            )));
+            return Err(TokenError::Config(format!("active key {:?} is not among the keys", cfg.active_key)));
         }
         Ok(Self {
             issuer: cfg.issuer.clone(),
@@ -193,9 +182,7 @@ impl GatewayTokens {
     /// secret that doubles as an HMAC key).
     pub(crate) fn has_key_equal_to(&self, digest: &[u8; 32]) -> bool {
         use subtle::ConstantTimeEq;
-        self.keys
-            .values()
-            .any(|k| bool::from(k.digest.ct_eq(digest)))
+        self.keys.values().any(|k| bool::from(k.digest.ct_eq(digest)))
     }
 
     /// Mints a token signed with the active key, valid from now for `req.ttl`.
@@ -210,18 +197,10 @@ impl GatewayTokens {
         }
         let ttl = req.ttl.as_secs();
         if ttl == 0 || ttl > MAX_MINT_TTL {
-            return Err(TokenError::InvalidRequest(
-                "ttl must be between 1 second and 366 days",
-            ));
+            return Err(TokenError::InvalidRequest("ttl must be between 1 second and 366 days"));
         }
-        if req
-            .scopes
-            .iter()
-            .any(|s| s.is_empty() || s.chars().any(char::is_whitespace))
-        {
-            return Err(TokenError::InvalidRequest(
-                "scopes must be non-empty and contain no whitespace",
-            ));
+        if req.scopes.iter().any(|s| s.is_empty() || s.chars().any(char::is_whitespace)) {
+            return Err(TokenError::InvalidRequest("scopes must be non-empty and contain no whitespace"));
         }
         let key = self.keys.get(&self.active).ok_or(TokenError::UnknownKid)?;
         let exp = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
@@ -256,28 +235,15 @@ impl GatewayTokens {
     }
 
     /// Verifies a token that already passed the strict pre-parse.
-    pub(crate) fn verify_parsed(
-        &self,
-        parsed: &ParsedJwt<'_>,
-        now: i64,
-    ) -> Result<(Principal, i64), TokenError> {
+    pub(crate) fn verify_parsed(&self, parsed: &ParsedJwt<'_>, now: i64) -> Result<(Principal, i64), TokenError> {
         if parsed.header.alg != jsonwebtoken::Algorithm::HS256 {
             return Err(TokenError::Algorithm);
         }
         let kid = parsed.header.kid.as_deref().ok_or(TokenError::MissingKid)?;
         let key = self.keys.get(kid).ok_or(TokenError::UnknownKid)?;
-        hmac::verify(
-            &key.hmac,
-            parsed.signing_input.as_bytes(),
-            &parsed.signature,
-        )
-        .map_err(|_| TokenError::BadSignature)?;
-        if parsed
-            .header
-            .typ
-            .as_deref()
-            .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
-        {
+        hmac::verify(&key.hmac, parsed.signing_input.as_bytes(), &parsed.signature)
+            .map_err(|_| TokenError::BadSignature)?;
+        if parsed.header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
             return Err(TokenError::Typ);
         }
         let c = &parsed.claims;
@@ -287,9 +253,7 @@ impl GatewayTokens {
         if !jwt::audience_matches(c.get("aud"), std::slice::from_ref(&self.audience)) {
             return Err(TokenError::Audience);
         }
-        let exp = jwt::numeric_date(c, "exp")
-            .map_err(|_| TokenError::Claim("exp"))?
-            .ok_or(TokenError::Claim("exp"))?;
+        let exp = jwt::numeric_date(c, "exp").map_err(|_| TokenError::Claim("exp"))?.ok_or(TokenError::Claim("exp"))?;
         let nbf = jwt::numeric_date(c, "nbf").map_err(|_| TokenError::Claim("nbf"))?;
         let iat = jwt::numeric_date(c, "iat").map_err(|_| TokenError::Claim("iat"))?;
         check_times(exp, nbf, iat, now, self.leeway, self.max_lifetime)?;
@@ -329,10 +293,9 @@ pub(crate) fn check_times(
 fn string_list(c: &Map<String, Value>, name: &'static str) -> Result<Vec<String>, TokenError> {
     match c.get(name) {
         None => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or(TokenError::Claim(name)))
-            .collect(),
+        Some(Value::Array(items)) => {
+            items.iter().map(|v| v.as_str().map(str::to_owned).ok_or(TokenError::Claim(name))).collect()
+        }
         Some(_) => Err(TokenError::Claim(name)),
     }
 }
@@ -352,22 +315,14 @@ fn principal_from(c: &Map<String, Value>) -> Result<Principal, TokenError> {
         Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
         Some(_) => return Err(TokenError::Claim("scope")),
     };
-    Ok(Principal {
-        subject,
-        tenant,
-        roles: string_list(c, "roles")?,
-        scopes,
-        groups: Vec::new(),
-    })
+    Ok(Principal { subject, tenant, roles: string_list(c, "roles")?, scopes, groups: Vec::new() })
 }
 
 /// 128 random bits, hex.
 fn random_jti() -> Result<String, TokenError> {
     use aws_lc_rs::rand::SecureRandom;
     let mut b = [0u8; 16];
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| TokenError::Sign)?;
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut b).map_err(|_| TokenError::Sign)?;
     Ok(hex::encode(b))
 }
 
@@ -438,12 +393,7 @@ mod tests {
         assert_eq!(parsed.header.typ.as_deref(), Some("JWT"));
         let jti = parsed.claims["jti"].as_str().expect("jti");
         assert_eq!(jti.len(), 32);
-        assert_ne!(
-            jti,
-            jwt::parse(&t.mint_at(&req(), NOW).expect("mint"))
-                .expect("p")
-                .claims["jti"]
-        );
+        assert_ne!(jti, jwt::parse(&t.mint_at(&req(), NOW).expect("mint")).expect("p").claims["jti"]);
     }
 
     #[test]
@@ -451,19 +401,10 @@ mod tests {
         let t = tokens();
         let tok = t.mint_at(&req(), NOW).expect("mint");
         assert!(t.verify(&tok, NOW + 600 + 30).is_ok(), "inside leeway");
-        assert_eq!(
-            t.verify(&tok, NOW + 600 + 31).err(),
-            Some(TokenError::Expired)
-        );
-        assert_eq!(
-            t.verify(&tok, NOW - 31).err(),
-            Some(TokenError::NotYetValid)
-        );
+        assert_eq!(t.verify(&tok, NOW + 600 + 31).err(), Some(TokenError::Expired));
+        assert_eq!(t.verify(&tok, NOW - 31).err(), Some(TokenError::NotYetValid));
         let strict = tokens().with_limits(0, 300);
-        assert_eq!(
-            strict.verify(&tok, NOW).err(),
-            Some(TokenError::LifetimeTooLong)
-        );
+        assert_eq!(strict.verify(&tok, NOW).err(), Some(TokenError::LifetimeTooLong));
     }
 
     /// Checklist 18: unknown or retired kid, wrong alg, missing kid, other key: rejected.
@@ -482,10 +423,7 @@ mod tests {
         assert_eq!(t.verify(&rs, NOW).err(), Some(TokenError::Algorithm));
         // Retired: v2 removed from the config.
         let retired = GatewayTokens::new(&cfg("v1", &[("v1", K1)])).expect("config");
-        assert_eq!(
-            retired.verify(&good, NOW).err(),
-            Some(TokenError::UnknownKid)
-        );
+        assert_eq!(retired.verify(&good, NOW).err(), Some(TokenError::UnknownKid));
         // Short or empty keys are refused at start.
         assert!(GatewayTokens::new(&cfg("v1", &[("v1", "short")])).is_err());
         assert!(GatewayTokens::new(&cfg("v1", &[("v1", "")])).is_err());
@@ -499,64 +437,31 @@ mod tests {
         let h = r#"{"alg":"HS256","kid":"v1"}"#;
         let sign = |p: &str| hs256(h, p, K1.as_bytes());
         let cases: [(String, TokenError); 9] = [
+            (r#"{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j"}"#.into(), TokenError::Claim("exp")),
             (
-                r#"{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j"}"#.into(),
+                format!(r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":"{}"}}"#, NOW + 60),
                 TokenError::Claim("exp"),
             ),
             (
-                format!(
-                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":"{}"}}"#,
-                    NOW + 60
-                ),
+                format!(r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":{}.0}}"#, NOW + 60),
                 TokenError::Claim("exp"),
             ),
             (
-                format!(
-                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":{}.0}}"#,
-                    NOW + 60
-                ),
-                TokenError::Claim("exp"),
-            ),
-            (
-                format!(
-                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":{},"nbf":null}}"#,
-                    NOW + 60
-                ),
+                format!(r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":{},"nbf":null}}"#, NOW + 60),
                 TokenError::Claim("nbf"),
             ),
             (
-                format!(
-                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":{},"iat":true}}"#,
-                    NOW + 60
-                ),
+                format!(r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","jti":"j","exp":{},"iat":true}}"#, NOW + 60),
                 TokenError::Claim("iat"),
             ),
+            (format!(r#"{{"aud":"wasmgate","sub":"a","jti":"j","exp":{}}}"#, NOW + 60), TokenError::Issuer),
+            (format!(r#"{{"iss":"wasmgate","sub":"a","jti":"j","exp":{}}}"#, NOW + 60), TokenError::Audience),
             (
-                format!(
-                    r#"{{"aud":"wasmgate","sub":"a","jti":"j","exp":{}}}"#,
-                    NOW + 60
-                ),
-                TokenError::Issuer,
-            ),
-            (
-                format!(
-                    r#"{{"iss":"wasmgate","sub":"a","jti":"j","exp":{}}}"#,
-                    NOW + 60
-                ),
-                TokenError::Audience,
-            ),
-            (
-                format!(
-                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","exp":{}}}"#,
-                    NOW + 60
-                ),
+                format!(r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"a","exp":{}}}"#, NOW + 60),
                 TokenError::Claim("jti"),
             ),
             (
-                format!(
-                    r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"","jti":"j","exp":{}}}"#,
-                    NOW + 60
-                ),
+                format!(r#"{{"iss":"wasmgate","aud":"wasmgate","sub":"","jti":"j","exp":{}}}"#, NOW + 60),
                 TokenError::Claim("sub"),
             ),
         ];
@@ -571,11 +476,7 @@ mod tests {
         let t = tokens();
         let sandbox = b"the-sandbox-secret-that-is-32-bytes-long";
         for kid in ["v1", "v2", "sandbox"] {
-            let tok = hs256(
-                &format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#),
-                &payload(""),
-                sandbox,
-            );
+            let tok = hs256(&format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#), &payload(""), sandbox);
             assert!(t.verify(&tok, NOW).is_err(), "kid {kid}");
         }
     }

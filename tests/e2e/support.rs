@@ -26,10 +26,10 @@ pub fn now() -> i64 {
 
 /// A running gateway process with its issuer and driver.
 pub struct Env {
-    pub dir: tempfile::TempDir,
+    /// Holds the config, log and driver socket; removed on drop.
+    _dir: tempfile::TempDir,
     pub issuer: DevIssuer,
     pub addr: SocketAddr,
-    pub socket: PathBuf,
     pub client: reqwest::Client,
     base: String,
     child: Child,
@@ -91,7 +91,7 @@ pub async fn start_with(edit: impl FnOnce(String) -> String, tls_root: Option<re
             format!("https://localhost:{}", addr.port()),
         ),
     };
-    let mut env = Env { dir, issuer, addr, socket, client, base, child, log };
+    let mut env = Env { _dir: dir, issuer, addr, client, base, child, log };
     env.wait_ready().await;
     env
 }

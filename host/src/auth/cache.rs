@@ -28,17 +28,9 @@ pub(crate) struct Entry {
 struct UntilExp;
 
 impl Expiry<String, Arc<Entry>> for UntilExp {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        value: &Arc<Entry>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
+    fn expire_after_create(&self, _key: &String, value: &Arc<Entry>, _created_at: Instant) -> Option<Duration> {
         let left = value.valid_until.saturating_sub(super::now_unix()).max(0);
-        Some(
-            Duration::from_secs(u64::try_from(left).unwrap_or(0))
-                .saturating_add(Duration::from_secs(1)),
-        )
+        Some(Duration::from_secs(u64::try_from(left).unwrap_or(0)).saturating_add(Duration::from_secs(1)))
     }
 }
 
@@ -48,20 +40,13 @@ pub(crate) struct VerifiedCache(Cache<String, Arc<Entry>>);
 
 impl std::fmt::Debug for VerifiedCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifiedCache")
-            .field("entries", &self.0.entry_count())
-            .finish()
+        f.debug_struct("VerifiedCache").field("entries", &self.0.entry_count()).finish()
     }
 }
 
 impl VerifiedCache {
     pub fn new(capacity: u64) -> Self {
-        Self(
-            Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(UntilExp)
-                .build(),
-        )
+        Self(Cache::builder().max_capacity(capacity).expire_after(UntilExp).build())
     }
 
     pub fn get(&self, token: &str) -> Option<Arc<Entry>> {

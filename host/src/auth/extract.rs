@@ -65,10 +65,7 @@ impl Presented {
 
     /// True when the request presents some bearer credential (valid or not).
     pub fn has_bearer(&self) -> bool {
-        self.bearer.is_some()
-            || self.bearer_conflict
-            || self.bearer_malformed
-            || self.bearer_oversized
+        self.bearer.is_some() || self.bearer_conflict || self.bearer_malformed || self.bearer_oversized
     }
 
     /// Records one bearer candidate from `source`.
@@ -91,9 +88,7 @@ impl Presented {
 fn is_b64token(s: &str) -> bool {
     let body = s.trim_end_matches('=');
     !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
 /// Splits `Bearer <token>`; `None` for other schemes.
@@ -108,11 +103,7 @@ fn parse_authorization(value: &[u8]) -> AuthHeader<'_> {
         return AuthHeader::Malformed;
     };
     let Some((scheme, rest)) = s.split_once(' ') else {
-        return if s.eq_ignore_ascii_case("bearer") {
-            AuthHeader::Malformed
-        } else {
-            AuthHeader::OtherScheme
-        };
+        return if s.eq_ignore_ascii_case("bearer") { AuthHeader::Malformed } else { AuthHeader::OtherScheme };
     };
     if !scheme.eq_ignore_ascii_case("bearer") {
         return AuthHeader::OtherScheme;
@@ -124,12 +115,7 @@ fn parse_authorization(value: &[u8]) -> AuthHeader<'_> {
     AuthHeader::Bearer(rest)
 }
 
-pub(crate) fn extract(
-    cfg: &ExtractConfig,
-    headers: &HeaderMap,
-    uri: &Uri,
-    allow_query: bool,
-) -> Presented {
+pub(crate) fn extract(cfg: &ExtractConfig, headers: &HeaderMap, uri: &Uri, allow_query: bool) -> Presented {
     let max = cfg.max_token_bytes;
     let mut p = Presented::default();
 
@@ -161,10 +147,7 @@ pub(crate) fn extract(
                     continue;
                 }
                 let v = v.trim_end();
-                let v = v
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(v);
+                let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
                 p.add_bearer(v, TokenSource::Cookie, max);
             }
         }
@@ -250,24 +233,12 @@ mod tests {
 
     #[test]
     fn malformed_bearer_headers_are_flagged() {
-        for v in [
-            "Bearer",
-            "Bearer ",
-            "Bearer  a.b.c",
-            "Bearer a.b.c d",
-            "Bearer a,b",
-            "Bearer a=b",
-        ] {
+        for v in ["Bearer", "Bearer ", "Bearer  a.b.c", "Bearer a.b.c d", "Bearer a,b", "Bearer a=b"] {
             let p = extract(&cfg(), &h(&[("authorization", v)]), &root(), false);
             assert!(p.bearer().is_none() && p.bearer_malformed, "{v:?}");
         }
         // Other schemes are simply not bearer credentials.
-        let p = extract(
-            &cfg(),
-            &h(&[("authorization", "Basic dXNlcjpwYXNz")]),
-            &root(),
-            false,
-        );
+        let p = extract(&cfg(), &h(&[("authorization", "Basic dXNlcjpwYXNz")]), &root(), false);
         assert!(!p.has_bearer());
     }
 
@@ -275,23 +246,13 @@ mod tests {
     fn two_authorization_headers_or_two_places_conflict() {
         let p = extract(
             &cfg(),
-            &h(&[
-                ("authorization", "Bearer a.b.c"),
-                ("authorization", "Bearer a.b.c"),
-            ]),
+            &h(&[("authorization", "Bearer a.b.c"), ("authorization", "Bearer a.b.c")]),
             &root(),
             false,
         );
         assert!(p.bearer_conflict && p.bearer().is_none());
-        let p = extract(
-            &cfg(),
-            &h(&[
-                ("authorization", "Bearer a.b.c"),
-                ("cookie", "x=1; session=a.b.c"),
-            ]),
-            &root(),
-            false,
-        );
+        let p =
+            extract(&cfg(), &h(&[("authorization", "Bearer a.b.c"), ("cookie", "x=1; session=a.b.c")]), &root(), false);
         assert!(p.bearer_conflict);
         let uri = Uri::from_static("/x?access_token=a.b.c");
         let p = extract(&cfg(), &h(&[("authorization", "Bearer a.b.c")]), &uri, true);
@@ -306,24 +267,13 @@ mod tests {
         let uri = Uri::from_static("/x?a=1&access_token=a.b.c");
         assert!(!extract(&cfg(), &HeaderMap::new(), &uri, false).has_bearer());
         let p = extract(&cfg(), &HeaderMap::new(), &uri, true);
-        assert_eq!(
-            p.bearer().map(|(t, s)| (t.expose(), s)),
-            Some(("a.b.c", TokenSource::QueryParameter))
-        );
+        assert_eq!(p.bearer().map(|(t, s)| (t.expose(), s)), Some(("a.b.c", TokenSource::QueryParameter)));
     }
 
     #[test]
     fn cookie_token_found() {
-        let p = extract(
-            &cfg(),
-            &h(&[("cookie", "a=b; session=\"x.y.z\"")]),
-            &root(),
-            false,
-        );
-        assert_eq!(
-            p.bearer().map(|(t, s)| (t.expose(), s)),
-            Some(("x.y.z", TokenSource::Cookie))
-        );
+        let p = extract(&cfg(), &h(&[("cookie", "a=b; session=\"x.y.z\"")]), &root(), false);
+        assert_eq!(p.bearer().map(|(t, s)| (t.expose(), s)), Some(("x.y.z", TokenSource::Cookie)));
     }
 
     /// Checklist 29: oversized credentials are flagged without being parsed or copied.
@@ -335,12 +285,7 @@ mod tests {
         let dots = format!("Bearer {}", ".".repeat(100_000));
         let p = extract(&cfg(), &h(&[("authorization", &dots)]), &root(), false);
         assert!(p.bearer_oversized);
-        let p = extract(
-            &cfg(),
-            &h(&[("x-sandbox-secret", &"s".repeat(65))]),
-            &root(),
-            false,
-        );
+        let p = extract(&cfg(), &h(&[("x-sandbox-secret", &"s".repeat(65))]), &root(), false);
         assert!(p.sandbox_oversized && p.sandbox_secret.is_none());
     }
 
@@ -348,10 +293,7 @@ mod tests {
     fn debug_redacts() {
         let p = extract(
             &cfg(),
-            &h(&[
-                ("authorization", "Bearer topsecret.b.c"),
-                ("x-sandbox-secret", "hunter2"),
-            ]),
+            &h(&[("authorization", "Bearer topsecret.b.c"), ("x-sandbox-secret", "hunter2")]),
             &root(),
             false,
         );

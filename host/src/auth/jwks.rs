@@ -114,9 +114,7 @@ struct RawJwk {
 
 fn b64(s: Option<&String>) -> Result<Vec<u8>, &'static str> {
     let s = s.ok_or("missing key parameter")?;
-    B64URL_LENIENT
-        .decode(s)
-        .map_err(|_| "key parameter is not base64url")
+    B64URL_LENIENT.decode(s).map_err(|_| "key parameter is not base64url")
 }
 
 fn strip_zeros(b: &[u8]) -> &[u8] {
@@ -125,11 +123,7 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
 }
 
 /// Turns one JWK into a prepared key, or says why it is skipped.
-fn prepare(
-    raw: &RawJwk,
-    allowed: &[Algorithm],
-    template: &Validation,
-) -> Result<ProviderKey, &'static str> {
+fn prepare(raw: &RawJwk, allowed: &[Algorithm], template: &Validation) -> Result<ProviderKey, &'static str> {
     if raw.use_.as_deref().is_some_and(|u| u != "sig") {
         return Err("use is not sig");
     }
@@ -174,16 +168,8 @@ fn prepare(
         }
         "EC" => {
             let (alg, len, verify_alg) = match raw.crv.as_deref() {
-                Some("P-256") => (
-                    Algorithm::ES256,
-                    32,
-                    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
-                ),
-                Some("P-384") => (
-                    Algorithm::ES384,
-                    48,
-                    &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
-                ),
+                Some("P-256") => (Algorithm::ES256, 32, &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED),
+                Some("P-384") => (Algorithm::ES384, 48, &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED),
                 _ => return Err("unsupported EC curve"),
             };
             let named = match alg {
@@ -202,8 +188,7 @@ fn prepare(
             material.extend_from_slice(&x);
             material.extend_from_slice(&y);
             // Refuse points that are not on the curve now rather than at every verification.
-            aws_lc_rs::signature::ParsedPublicKey::new(verify_alg, &material)
-                .map_err(|_| "EC point not on curve")?;
+            aws_lc_rs::signature::ParsedPublicKey::new(verify_alg, &material).map_err(|_| "EC point not on curve")?;
             (alg, DecodingKey::from_ec_der(&material))
         }
         "OKP" => {
@@ -235,13 +220,7 @@ fn prepare(
     fp_input.extend_from_slice(format!("{alg:?}").as_bytes());
     fp_input.push(0);
     fp_input.extend_from_slice(&material);
-    Ok(ProviderKey {
-        fingerprint: sha256(&fp_input),
-        kid,
-        alg,
-        key,
-        validation,
-    })
+    Ok(ProviderKey { fingerprint: sha256(&fp_input), kid, alg, key, validation })
 }
 
 /// Reads a JWKS document; unusable keys are skipped (logged at debug), a
@@ -319,11 +298,7 @@ pub(crate) async fn fetch(
     }
     let ttl = max_age(resp.headers());
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| FetchError::Transport(e.without_url().to_string()))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Transport(e.without_url().to_string()))? {
         if body.len() + chunk.len() > max_body {
             return Err(FetchError::TooLarge(max_body));
         }
@@ -345,8 +320,8 @@ pub(crate) fn parse_discovery(issuer: &str, body: &[u8]) -> Result<String, Fetch
     if d.issuer != issuer {
         return Err(FetchError::IssuerMismatch);
     }
-    let scheme_ok = d.jwks_uri.starts_with("https://")
-        || (issuer.starts_with("http://") && d.jwks_uri.starts_with("http://"));
+    let scheme_ok =
+        d.jwks_uri.starts_with("https://") || (issuer.starts_with("http://") && d.jwks_uri.starts_with("http://"));
     if !scheme_ok || reqwest::Url::parse(&d.jwks_uri).is_err() {
         return Err(FetchError::JwksUri);
     }
@@ -355,10 +330,7 @@ pub(crate) fn parse_discovery(issuer: &str, body: &[u8]) -> Result<String, Fetch
 
 /// The discovery URL of `issuer` (OIDC Discovery §4: a trailing slash is not doubled).
 pub(crate) fn discovery_url(issuer: &str) -> String {
-    format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
-    )
+    format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
 }
 
 #[cfg(test)]
@@ -372,10 +344,8 @@ mod tests {
     fn ec_jwk(kid: &str) -> serde_json::Value {
         use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        let doc =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("gen");
-        let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
-            .expect("parse");
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("gen");
+        let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).expect("parse");
         let pt = kp.public_key().as_ref();
         serde_json::json!({
             "kty": "EC", "crv": "P-256", "kid": kid,
@@ -406,13 +376,8 @@ mod tests {
             {"kty":"EC","crv":"P-256","x":"AA","y":"AA"},
             "not an object",
         ]});
-        let keys = parse_jwks(
-            "p",
-            doc.to_string().as_bytes(),
-            &[Algorithm::RS256, Algorithm::ES256],
-            &template(),
-        )
-        .expect("one usable key");
+        let keys = parse_jwks("p", doc.to_string().as_bytes(), &[Algorithm::RS256, Algorithm::ES256], &template())
+            .expect("one usable key");
         assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["good"]);
         assert_eq!(keys["good"].alg, Algorithm::ES256);
         assert_eq!(keys["good"].validation.algorithms, vec![Algorithm::ES256]);
@@ -422,31 +387,16 @@ mod tests {
     #[test]
     fn checklist_23_unusable_documents_are_errors() {
         let allowed = [Algorithm::ES256];
-        assert_eq!(
-            parse_jwks("p", br#"{"keys":[]}"#, &allowed, &template()).err(),
-            Some(FetchError::NoUsableKeys)
-        );
-        assert_eq!(
-            parse_jwks("p", b"<html>oops</html>", &allowed, &template()).err(),
-            Some(FetchError::Json("JWKS"))
-        );
-        assert_eq!(
-            parse_jwks("p", b"{", &allowed, &template()).err(),
-            Some(FetchError::Json("JWKS"))
-        );
+        assert_eq!(parse_jwks("p", br#"{"keys":[]}"#, &allowed, &template()).err(), Some(FetchError::NoUsableKeys));
+        assert_eq!(parse_jwks("p", b"<html>oops</html>", &allowed, &template()).err(), Some(FetchError::Json("JWKS")));
+        assert_eq!(parse_jwks("p", b"{", &allowed, &template()).err(), Some(FetchError::Json("JWKS")));
     }
 
     #[test]
     fn disallowed_algorithms_are_not_loaded() {
         let doc = serde_json::json!({"keys": [ec_jwk("k")]});
         assert_eq!(
-            parse_jwks(
-                "p",
-                doc.to_string().as_bytes(),
-                &[Algorithm::RS256],
-                &template()
-            )
-            .err(),
+            parse_jwks("p", doc.to_string().as_bytes(), &[Algorithm::RS256], &template()).err(),
             Some(FetchError::NoUsableKeys)
         );
     }
@@ -454,32 +404,17 @@ mod tests {
     #[test]
     fn discovery_issuer_must_match_exactly() {
         let body = br#"{"issuer":"https://idp.example/","jwks_uri":"https://idp.example/keys"}"#;
-        assert_eq!(
-            parse_discovery("https://idp.example", body),
-            Err(FetchError::IssuerMismatch)
-        );
-        assert_eq!(
-            parse_discovery("https://idp.example/", body),
-            Ok("https://idp.example/keys".into())
-        );
+        assert_eq!(parse_discovery("https://idp.example", body), Err(FetchError::IssuerMismatch));
+        assert_eq!(parse_discovery("https://idp.example/", body), Ok("https://idp.example/keys".into()));
         let http_jwks = br#"{"issuer":"https://idp.example","jwks_uri":"http://idp.example/keys"}"#;
-        assert_eq!(
-            parse_discovery("https://idp.example", http_jwks),
-            Err(FetchError::JwksUri)
-        );
-        assert_eq!(
-            discovery_url("https://a/"),
-            "https://a/.well-known/openid-configuration"
-        );
+        assert_eq!(parse_discovery("https://idp.example", http_jwks), Err(FetchError::JwksUri));
+        assert_eq!(discovery_url("https://a/"), "https://a/.well-known/openid-configuration");
     }
 
     #[test]
     fn cache_control_max_age() {
         let mut h = http::HeaderMap::new();
-        h.insert(
-            http::header::CACHE_CONTROL,
-            http::HeaderValue::from_static("public, max-age=120"),
-        );
+        h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("public, max-age=120"));
         assert_eq!(max_age(&h), Some(Duration::from_secs(120)));
     }
 }

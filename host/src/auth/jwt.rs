@@ -135,11 +135,7 @@ pub(crate) fn kid_is_valid(kid: &str) -> bool {
 }
 
 fn decode_segment(seg: &str) -> Result<Vec<u8>, JwtError> {
-    if seg.is_empty()
-        || !seg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if seg.is_empty() || !seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(JwtError::Base64);
     }
     B64URL.decode(seg).map_err(|_| JwtError::Base64)
@@ -148,9 +144,7 @@ fn decode_segment(seg: &str) -> Result<Vec<u8>, JwtError> {
 /// Strictly parses a compact JWS. Linear in the token length.
 pub(crate) fn parse(token: &str) -> Result<ParsedJwt<'_>, JwtError> {
     let mut parts = token.splitn(4, '.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Segments);
     };
     let header_bytes = decode_segment(h)?;
@@ -180,19 +174,11 @@ pub(crate) fn parse(token: &str) -> Result<ParsedJwt<'_>, JwtError> {
         Some(_) => return Err(JwtError::Typ),
     };
     let signing_input = &token[..h.len() + 1 + p.len()];
-    Ok(ParsedJwt {
-        header: JwtHeader { alg, kid, typ },
-        claims,
-        signing_input,
-        signature,
-    })
+    Ok(ParsedJwt { header: JwtHeader { alg, kid, typ }, claims, signing_input, signature })
 }
 
 /// Parses JSON that must be an object, rejecting duplicate member names at any depth.
-pub(crate) fn strict_object(
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<Map<String, Value>, JwtError> {
+pub(crate) fn strict_object(bytes: &[u8], what: &'static str) -> Result<Map<String, Value>, JwtError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = match StrictValue::deserialize(&mut de) {
         Ok(v) => v.0,
@@ -235,9 +221,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("non-finite number"))
+        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -306,9 +290,7 @@ pub(crate) fn audience_matches<S: AsRef<str>>(aud: Option<&Value>, accepted: &[S
         Some(Value::String(s)) => ok(s),
         Some(Value::Array(items)) => {
             !items.is_empty()
-                && items
-                    .iter()
-                    .all(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                && items.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty()))
                 && items.iter().any(|v| v.as_str().is_some_and(ok))
         }
         _ => false,
@@ -342,16 +324,7 @@ mod tests {
     /// Checklist 1: `none`, `None`, empty alg and an empty signature are refused by the pre-parse.
     #[test]
     fn checklist_01_alg_none_variants_rejected() {
-        for alg in [
-            r#""none""#,
-            r#""None""#,
-            r#""NONE""#,
-            r#""""#,
-            "null",
-            "1",
-            r#"["RS256"]"#,
-            r#""HS512""#,
-        ] {
+        for alg in [r#""none""#, r#""None""#, r#""NONE""#, r#""""#, "null", "1", r#"["RS256"]"#, r#""HS512""#] {
             let t = tok(&format!(r#"{{"alg":{alg}}}"#), P);
             assert_eq!(parse(&t).err(), Some(JwtError::Algorithm), "alg {alg}");
         }
@@ -370,10 +343,7 @@ mod tests {
             r#"{"alg":"RS256","jku":"http://127.0.0.1:1/jwks"}"#,
             r#"{"alg":"RS256","x5u":"http://127.0.0.1:1/cert"}"#,
         ] {
-            assert!(
-                matches!(parse(&tok(h, P)), Err(JwtError::ForbiddenHeader(_))),
-                "{h}"
-            );
+            assert!(matches!(parse(&tok(h, P)), Err(JwtError::ForbiddenHeader(_))), "{h}");
         }
     }
 
@@ -391,18 +361,10 @@ mod tests {
             format!("\"{long}\""),
         ] {
             let t = tok(&format!(r#"{{"alg":"RS256","kid":{kid}}}"#), P);
-            assert_eq!(
-                parse(&t).err(),
-                Some(JwtError::Kid),
-                "kid {}",
-                &kid[..kid.len().min(20)]
-            );
+            assert_eq!(parse(&t).err(), Some(JwtError::Kid), "kid {}", &kid[..kid.len().min(20)]);
         }
         // Exactly 256 visible characters is still fine (an opaque key that simply won't match).
-        let t = tok(
-            &format!(r#"{{"alg":"RS256","kid":"{}"}}"#, "k".repeat(256)),
-            P,
-        );
+        let t = tok(&format!(r#"{{"alg":"RS256","kid":"{}"}}"#, "k".repeat(256)), P);
         assert!(parse(&t).is_ok());
     }
 
@@ -416,10 +378,7 @@ mod tests {
             r#"{"alg":"RS256","b64":false}"#,
             r#"{"alg":"RS256","cty":"JWT"}"#,
         ] {
-            assert!(
-                matches!(parse(&tok(h, P)), Err(JwtError::ForbiddenHeader(_))),
-                "{h}"
-            );
+            assert!(matches!(parse(&tok(h, P)), Err(JwtError::ForbiddenHeader(_))), "{h}");
         }
     }
 
@@ -448,28 +407,20 @@ mod tests {
         assert!(parse(&good).is_ok());
         let (h, rest) = good.split_once('.').expect("dot");
         // 2 and 4 segments, empty segments.
-        assert_eq!(
-            parse(&format!("{h}.{}", b64(P))).err(),
-            Some(JwtError::Segments)
-        );
+        assert_eq!(parse(&format!("{h}.{}", b64(P))).err(), Some(JwtError::Segments));
         assert_eq!(parse(&format!("{good}.x")).err(), Some(JwtError::Segments));
         assert_eq!(parse(&format!("{good}.")).err(), Some(JwtError::Segments));
         assert_eq!(parse(&format!(".{rest}")).err(), Some(JwtError::Base64));
         // Padding, standard alphabet, whitespace.
         assert_eq!(parse(&format!("{h}=.{rest}")).err(), Some(JwtError::Base64));
         assert_eq!(parse(&format!("{good}=")).err(), Some(JwtError::Base64));
-        let std_alpha = format!("{h}.{rest}")
-            .replacen('-', "+", 1)
-            .replacen('_', "/", 1);
+        let std_alpha = format!("{h}.{rest}").replacen('-', "+", 1).replacen('_', "/", 1);
         if std_alpha != good {
             assert_eq!(parse(&std_alpha).err(), Some(JwtError::Base64));
         }
         assert_eq!(parse(&format!("{good}+/")).err(), Some(JwtError::Base64));
         assert_eq!(parse(&format!(" {good}")).err(), Some(JwtError::Base64));
-        assert_eq!(
-            parse(&format!("{h}.{}", rest.replacen('.', " .", 1))).err(),
-            Some(JwtError::Base64)
-        );
+        assert_eq!(parse(&format!("{h}.{}", rest.replacen('.', " .", 1))).err(), Some(JwtError::Base64));
         // Trailing bits: "sig" encodes as "c2ln"; "c2lo" decodes to the same
         // bytes only if trailing bits were ignored. Use a 2-byte signature.
         let two = B64URL.encode(b"si"); // "c2k"
@@ -489,12 +440,7 @@ mod tests {
         let dots = ".".repeat(100_000);
         let start = std::time::Instant::now();
         assert_eq!(parse(&dots).err(), Some(JwtError::Segments));
-        let junk = format!(
-            "{}.{}.{}",
-            "A".repeat(400_000),
-            "A".repeat(400_000),
-            "A".repeat(200_000)
-        );
+        let junk = format!("{}.{}.{}", "A".repeat(400_000), "A".repeat(400_000), "A".repeat(200_000));
         assert!(parse(&junk).is_err());
         assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }

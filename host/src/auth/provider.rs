@@ -50,10 +50,7 @@ impl std::fmt::Debug for Provider {
         f.debug_struct("Provider")
             .field("name", &self.name)
             .field("issuer", &self.issuer)
-            .field(
-                "key_count",
-                &self.keys.load().as_ref().map_or(0, |k| k.keys.len()),
-            )
+            .field("key_count", &self.keys.load().as_ref().map_or(0, |k| k.keys.len()))
             .finish_non_exhaustive()
     }
 }
@@ -76,12 +73,8 @@ impl Provider {
     ) -> Result<Self, AuthError> {
         let mut algorithms = Vec::new();
         for name in &cfg.algorithms {
-            let alg = jwt::alg_from_name(name).ok_or_else(|| {
-                AuthError::Config(format!(
-                    "provider {:?}: unknown algorithm {name:?}",
-                    cfg.name
-                ))
-            })?;
+            let alg = jwt::alg_from_name(name)
+                .ok_or_else(|| AuthError::Config(format!("provider {:?}: unknown algorithm {name:?}", cfg.name)))?;
             if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
                 return Err(AuthError::Config(format!(
                     "provider {:?}: HMAC algorithms are never accepted from identity providers",
@@ -90,14 +83,8 @@ impl Provider {
             }
             algorithms.push(alg);
         }
-        if algorithms.is_empty()
-            || cfg.audiences.is_empty()
-            || cfg.audiences.iter().any(String::is_empty)
-        {
-            return Err(AuthError::Config(format!(
-                "provider {:?} needs algorithms and non-empty audiences",
-                cfg.name
-            )));
+        if algorithms.is_empty() || cfg.audiences.is_empty() || cfg.audiences.iter().any(String::is_empty) {
+            return Err(AuthError::Config(format!("provider {:?} needs algorithms and non-empty audiences", cfg.name)));
         }
         let mut template = Validation::new(algorithms[0]);
         template.set_required_spec_claims(&["exp", "iss", "aud"]);
@@ -134,8 +121,7 @@ impl Provider {
     /// The current key set if it is present and not older than the maximum staleness.
     pub fn usable_keys(&self) -> Option<Arc<KeySet>> {
         let ks = self.keys.load_full()?;
-        (ks.fetched_at.elapsed() <= Duration::from_secs(self.cfg.max_staleness_seconds))
-            .then_some(ks)
+        (ks.fetched_at.elapsed() <= Duration::from_secs(self.cfg.max_staleness_seconds)).then_some(ks)
     }
 
     pub fn lookup(&self, kid: Option<&str>) -> Lookup {
@@ -152,19 +138,13 @@ impl Provider {
 
     /// True when the key that verified a cached token is still served.
     pub fn still_has(&self, kid: &str, fingerprint: &[u8; 32]) -> bool {
-        self.usable_keys()
-            .and_then(|ks| ks.keys.get(kid).map(|k| &k.fingerprint == fingerprint))
-            .unwrap_or(false)
+        self.usable_keys().and_then(|ks| ks.keys.get(kid).map(|k| &k.fingerprint == fingerprint)).unwrap_or(false)
     }
 
     pub fn status(&self) -> (bool, usize, Option<String>) {
         let usable = self.usable_keys();
         let count = usable.as_ref().map_or(0, |k| k.keys.len());
-        let err = self
-            .last_error
-            .lock()
-            .map(|e| e.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
+        let err = self.last_error.lock().map(|e| e.clone()).unwrap_or_else(|p| p.into_inner().clone());
         (usable.is_some(), count, err)
     }
 
@@ -194,8 +174,7 @@ impl Provider {
         let url = match (&self.jwks_url, &st.discovered) {
             (Some(u), _) | (None, Some(u)) => u.clone(),
             (None, None) => {
-                let (body, _) =
-                    jwks::fetch(&self.client, &jwks::discovery_url(&self.issuer), max).await?;
+                let (body, _) = jwks::fetch(&self.client, &jwks::discovery_url(&self.issuer), max).await?;
                 let u = jwks::parse_discovery(&self.issuer, &body)?;
                 st.discovered = Some(u.clone());
                 u
@@ -217,10 +196,7 @@ impl Provider {
             }
         };
         tracing::debug!(provider = %self.name, keys = keys.len(), "JWKS refreshed");
-        self.keys.store(Some(Arc::new(KeySet {
-            keys,
-            fetched_at: Instant::now(),
-        })));
+        self.keys.store(Some(Arc::new(KeySet { keys, fetched_at: Instant::now() })));
         Ok(ttl)
     }
 
@@ -266,9 +242,7 @@ impl Provider {
                     }
                     Lookup::Unknown => return Err(TokenRejection::UnknownKid.into()),
                     Lookup::NoKeys => {
-                        return Err(AuthError::Unavailable {
-                            provider: self.name.clone(),
-                        });
+                        return Err(AuthError::Unavailable { provider: self.name.clone() });
                     }
                 }
             }
@@ -277,8 +251,7 @@ impl Provider {
         if parsed.header.alg != key.alg {
             return Err(TokenRejection::AlgorithmMismatch.into());
         }
-        jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &key.key, &key.validation)
-            .map_err(map_jwt_error)?;
+        jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &key.key, &key.validation).map_err(map_jwt_error)?;
         let verified = self.check_claims(parsed, now)?;
         Ok((verified, key))
     }
@@ -289,10 +262,7 @@ impl Provider {
             let typ = parsed.header.typ.as_deref().unwrap_or("");
             let bare = |s: &str| {
                 let lower = s.to_ascii_lowercase();
-                lower
-                    .strip_prefix("application/")
-                    .map(str::to_owned)
-                    .unwrap_or(lower)
+                lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
             };
             if bare(typ) != bare(required) {
                 return Err(TokenRejection::Typ.into());
@@ -321,12 +291,7 @@ impl Provider {
             _ => return Err(TokenRejection::Claim("sub").into()),
         };
         let claims_json = serde_json::to_string(c).map_err(|_| TokenRejection::Claim("payload"))?;
-        Ok(VerifiedToken {
-            claims_json,
-            subject,
-            expires_at: exp,
-            issuer,
-        })
+        Ok(VerifiedToken { claims_json, subject, expires_at: exp, issuer })
     }
 }
 
@@ -356,12 +321,7 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
 /// cooldown; after `failures` consecutive failures an exponential backoff
 /// from 1 s capped at the interval (and at 5 minutes). `jitter` in `[0, 1)`
 /// spreads replicas by up to ±10 %.
-pub(crate) fn next_refresh_delay(
-    cfg: &JwksConfig,
-    max_age: Option<Duration>,
-    failures: u32,
-    jitter: f64,
-) -> Duration {
+pub(crate) fn next_refresh_delay(cfg: &JwksConfig, max_age: Option<Duration>, failures: u32, jitter: f64) -> Duration {
     let interval = Duration::from_secs(cfg.refresh_seconds.max(1));
     let base = if failures == 0 {
         match max_age {
@@ -414,40 +374,15 @@ mod tests {
 
     #[test]
     fn refresh_delay_rules() {
-        let cfg = JwksConfig {
-            refresh_seconds: 300,
-            cooldown_seconds: 10,
-            ..JwksConfig::default()
-        };
+        let cfg = JwksConfig { refresh_seconds: 300, cooldown_seconds: 10, ..JwksConfig::default() };
         let mid = 0.5;
-        assert_eq!(
-            next_refresh_delay(&cfg, None, 0, mid),
-            Duration::from_secs(300)
-        );
-        assert_eq!(
-            next_refresh_delay(&cfg, Some(Duration::from_secs(60)), 0, mid),
-            Duration::from_secs(60)
-        );
-        assert_eq!(
-            next_refresh_delay(&cfg, Some(Duration::from_secs(1)), 0, mid),
-            Duration::from_secs(10)
-        );
-        assert_eq!(
-            next_refresh_delay(&cfg, Some(Duration::from_secs(9999)), 0, mid),
-            Duration::from_secs(300)
-        );
-        assert_eq!(
-            next_refresh_delay(&cfg, None, 1, mid),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            next_refresh_delay(&cfg, None, 4, mid),
-            Duration::from_secs(8)
-        );
-        assert_eq!(
-            next_refresh_delay(&cfg, None, 30, mid),
-            Duration::from_secs(300)
-        );
+        assert_eq!(next_refresh_delay(&cfg, None, 0, mid), Duration::from_secs(300));
+        assert_eq!(next_refresh_delay(&cfg, Some(Duration::from_secs(60)), 0, mid), Duration::from_secs(60));
+        assert_eq!(next_refresh_delay(&cfg, Some(Duration::from_secs(1)), 0, mid), Duration::from_secs(10));
+        assert_eq!(next_refresh_delay(&cfg, Some(Duration::from_secs(9999)), 0, mid), Duration::from_secs(300));
+        assert_eq!(next_refresh_delay(&cfg, None, 1, mid), Duration::from_secs(1));
+        assert_eq!(next_refresh_delay(&cfg, None, 4, mid), Duration::from_secs(8));
+        assert_eq!(next_refresh_delay(&cfg, None, 30, mid), Duration::from_secs(300));
         let lo = next_refresh_delay(&cfg, None, 0, 0.0);
         let hi = next_refresh_delay(&cfg, None, 0, 0.999_999);
         assert!(lo >= Duration::from_secs(270) && hi <= Duration::from_secs(330) && lo < hi);

@@ -26,9 +26,7 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
 impl SandboxSecret {
     /// Keeps the digest of `secret` (which the config layer already refuses when empty).
     pub fn new(secret: &[u8]) -> Self {
-        Self {
-            digest: sha256(secret),
-        }
+        Self { digest: sha256(secret) }
     }
 
     /// True when `presented` is exactly the secret. Empty input never matches.

@@ -33,7 +33,7 @@ impl IdentityStripper {
 
     fn matches(&self, name: &str) -> bool {
         let folded = fold(name);
-        folded.starts_with(&self.prefix) || self.exact.iter().any(|e| *e == folded)
+        folded.starts_with(&self.prefix) || self.exact.contains(&folded)
     }
 
     /// Removes every header whose name matches, in any case and with `_`

@@ -27,8 +27,7 @@ struct Component;
 
 impl Guest for Component {
     fn classify(call: CallInfo) -> Result<Classification, PolicyError> {
-        let config = common::classifier::ClassifierConfig::from_settings(&host::get_config)
-            .map_err(error)?;
+        let config = common::classifier::ClassifierConfig::from_settings(&host::get_config).map_err(error)?;
         let answer = config.classify(&call.path);
         Ok(Classification {
             class: match answer.class {

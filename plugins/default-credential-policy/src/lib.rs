@@ -23,9 +23,7 @@ mod bindings {
 
 use bindings::exports::wasmgate::policy::credential_policy::Guest;
 use bindings::wasmgate::policy::host::{self, LogLevel};
-use bindings::wasmgate::policy::types::{
-    CallInfo, CredentialInfo, CredentialUse, PolicyError, Principal,
-};
+use bindings::wasmgate::policy::types::{CallInfo, CredentialInfo, CredentialUse, PolicyError, Principal};
 use wasmgate_policy_common as common;
 
 struct Component;
@@ -36,8 +34,7 @@ impl Guest for Component {
         principal: Option<Principal>,
         catalogue: Vec<CredentialInfo>,
     ) -> Result<Vec<CredentialUse>, PolicyError> {
-        let config = common::credentials::CredentialPolicyConfig::from_settings(&host::get_config)
-            .map_err(error)?;
+        let config = common::credentials::CredentialPolicyConfig::from_settings(&host::get_config).map_err(error)?;
         let principal = principal.map(|p| common::Principal {
             subject: p.subject,
             tenant: p.tenant,
@@ -45,13 +42,8 @@ impl Guest for Component {
             scopes: p.scopes,
             groups: p.groups,
         });
-        let catalogue: Vec<common::CredentialInfo> = catalogue
-            .into_iter()
-            .map(|c| common::CredentialInfo {
-                name: c.name,
-                scopes: c.scopes,
-            })
-            .collect();
+        let catalogue: Vec<common::CredentialInfo> =
+            catalogue.into_iter().map(|c| common::CredentialInfo { name: c.name, scopes: c.scopes }).collect();
         let selection = config.select(&call.path, principal.as_ref(), &catalogue);
         for (level, message) in selection.log {
             let level = match level {
@@ -63,11 +55,7 @@ impl Guest for Component {
         Ok(selection
             .uses
             .into_iter()
-            .map(|u| CredentialUse {
-                credential: u.credential,
-                header: u.header,
-                prefix: u.prefix,
-            })
+            .map(|u| CredentialUse { credential: u.credential, header: u.header, prefix: u.prefix })
             .collect())
     }
 }

@@ -30,16 +30,9 @@ impl Guest for Component {
     /// The settings are those of the binding serving `provider`, so the
     /// provider name itself is not needed.
     fn map_claims(_provider: String, claims: String) -> Result<Principal, PolicyError> {
-        let config =
-            common::claims::MapperConfig::from_settings(&host::get_config).map_err(error)?;
+        let config = common::claims::MapperConfig::from_settings(&host::get_config).map_err(error)?;
         let p = config.map_claims(&claims).map_err(error)?;
-        Ok(Principal {
-            subject: p.subject,
-            tenant: p.tenant,
-            roles: p.roles,
-            scopes: p.scopes,
-            groups: p.groups,
-        })
+        Ok(Principal { subject: p.subject, tenant: p.tenant, roles: p.roles, scopes: p.scopes, groups: p.groups })
     }
 }
 

@@ -109,10 +109,7 @@ impl AuthorizerConfig {
             }
             CredentialKind::SandboxSecret => {
                 if !matches!(input.class, AuthClass::SandboxSecret | AuthClass::DualAuth) {
-                    return deny(format!(
-                        "sandbox secret not accepted for {} method {path}",
-                        input.class
-                    ));
+                    return deny(format!("sandbox secret not accepted for {} method {path}", input.class));
                 }
                 if !self.sandbox_methods.matches(path) {
                     return deny(format!("sandbox secret may not call {path}"));
@@ -131,11 +128,7 @@ impl AuthorizerConfig {
             return deny(reason);
         }
         for required in input.required_scopes {
-            if !principal
-                .scopes
-                .iter()
-                .any(|held| covers(held, required, &self.wildcard_scope))
-            {
+            if !principal.scopes.iter().any(|held| covers(held, required, &self.wildcard_scope)) {
                 return deny(format!("missing scope {required}"));
             }
         }
@@ -152,17 +145,12 @@ impl AuthorizerConfig {
         }
         if has(&self.user_role) {
             if self.admin_methods.matches(path) {
-                return Some(format!(
-                    "role {} may not call admin method {path}",
-                    self.user_role
-                ));
+                return Some(format!("role {} may not call admin method {path}", self.user_role));
             }
             return None;
         }
-        let wanted: Vec<&str> = [self.admin_role.as_str(), self.user_role.as_str()]
-            .into_iter()
-            .filter(|r| !r.is_empty())
-            .collect();
+        let wanted: Vec<&str> =
+            [self.admin_role.as_str(), self.user_role.as_str()].into_iter().filter(|r| !r.is_empty()).collect();
         Some(format!("principal lacks role {}", wanted.join(" or ")))
     }
 }
@@ -187,10 +175,7 @@ fn normalise_resource(resource: &str) -> Option<&str> {
         return Some("/");
     }
     let trimmed = rest.strip_suffix('/').unwrap_or(rest);
-    if trimmed
-        .split('/')
-        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
-    {
+    if trimmed.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
         return None;
     }
     Some(&resource[..trimmed.len() + 1])
@@ -198,16 +183,13 @@ fn normalise_resource(resource: &str) -> Option<&str> {
 
 /// Whether the held resource covers the required one, segment-wise.
 fn resource_covers(held: &str, required: &str) -> bool {
-    let (Some(held), Some(required)) = (normalise_resource(held), normalise_resource(required))
-    else {
+    let (Some(held), Some(required)) = (normalise_resource(held), normalise_resource(required)) else {
         return false;
     };
     if held == "/" || held == required {
         return true;
     }
-    required
-        .strip_prefix(held)
-        .is_some_and(|rest| rest.starts_with('/'))
+    required.strip_prefix(held).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Whether the held scope covers the required scope (see the module docs).
@@ -265,24 +247,11 @@ mod tests {
         principal: Option<&Principal>,
     ) -> Decision {
         let required = strings(required);
-        cfg.authorize(&AuthzInput {
-            path,
-            class,
-            required_scopes: &required,
-            kind,
-            principal,
-        })
+        cfg.authorize(&AuthzInput { path, class, required_scopes: &required, kind, principal })
     }
 
     fn bearer(cfg: &AuthorizerConfig, path: &str, required: &[&str], p: &Principal) -> Decision {
-        decide(
-            cfg,
-            path,
-            AuthClass::Bearer,
-            required,
-            CredentialKind::OidcToken,
-            Some(p),
-        )
+        decide(cfg, path, AuthClass::Bearer, required, CredentialKind::OidcToken, Some(p))
     }
 
     fn denied_with(d: Decision, needle: &str) {
@@ -301,14 +270,7 @@ mod tests {
             CredentialKind::OidcToken,
             CredentialKind::GatewayToken,
         ] {
-            let d = decide(
-                &cfg,
-                "/v1/health",
-                AuthClass::Unauthenticated,
-                &[],
-                kind,
-                None,
-            );
+            let d = decide(&cfg, "/v1/health", AuthClass::Unauthenticated, &[], kind, None);
             assert_eq!(d, Decision::Allow, "{kind:?}");
         }
     }
@@ -316,11 +278,7 @@ mod tests {
     #[test]
     fn no_credential_on_protected_class_is_denied() {
         let cfg = config(&[]);
-        for class in [
-            AuthClass::SandboxSecret,
-            AuthClass::DualAuth,
-            AuthClass::Bearer,
-        ] {
+        for class in [AuthClass::SandboxSecret, AuthClass::DualAuth, AuthClass::Bearer] {
             let d = decide(&cfg, "/x", class, &[], CredentialKind::None, None);
             denied_with(d, "no credential");
         }
@@ -331,14 +289,7 @@ mod tests {
         let cfg = config(&[]);
         let path = "/sandbox.v1.SandboxService/ReportStatus";
         for class in [AuthClass::SandboxSecret, AuthClass::DualAuth] {
-            let d = decide(
-                &cfg,
-                path,
-                class,
-                &["sandbox.use"],
-                CredentialKind::SandboxSecret,
-                None,
-            );
+            let d = decide(&cfg, path, class, &["sandbox.use"], CredentialKind::SandboxSecret, None);
             assert_eq!(d, Decision::Allow);
             let d = decide(
                 &cfg,
@@ -351,28 +302,14 @@ mod tests {
             denied_with(d, "sandbox secret may not call");
         }
         // Not on a bearer-only method, even if listed.
-        let d = decide(
-            &cfg,
-            path,
-            AuthClass::Bearer,
-            &[],
-            CredentialKind::SandboxSecret,
-            None,
-        );
+        let d = decide(&cfg, path, AuthClass::Bearer, &[], CredentialKind::SandboxSecret, None);
         denied_with(d, "not accepted");
     }
 
     #[test]
     fn sandbox_methods_default_to_none() {
         let cfg = AuthorizerConfig::from_settings(&[]).expect("defaults");
-        let d = decide(
-            &cfg,
-            "/anything",
-            AuthClass::SandboxSecret,
-            &[],
-            CredentialKind::SandboxSecret,
-            None,
-        );
+        let d = decide(&cfg, "/anything", AuthClass::SandboxSecret, &[], CredentialKind::SandboxSecret, None);
         denied_with(d, "sandbox secret may not call");
     }
 
@@ -394,14 +331,7 @@ mod tests {
     #[test]
     fn token_without_principal_is_denied() {
         let cfg = config(&[]);
-        let d = decide(
-            &cfg,
-            "/x",
-            AuthClass::DualAuth,
-            &[],
-            CredentialKind::GatewayToken,
-            None,
-        );
+        let d = decide(&cfg, "/x", AuthClass::DualAuth, &[], CredentialKind::GatewayToken, None);
         denied_with(d, "without a principal");
     }
 
@@ -409,98 +339,49 @@ mod tests {
     fn admin_may_call_anything_with_scopes() {
         let cfg = config(&[]);
         let admin = principal(&["admin"], &["admin.write"]);
-        assert_eq!(
-            bearer(
-                &cfg,
-                "/admin.v1.AdminService/Purge",
-                &["admin.write"],
-                &admin
-            ),
-            Decision::Allow
-        );
+        assert_eq!(bearer(&cfg, "/admin.v1.AdminService/Purge", &["admin.write"], &admin), Decision::Allow);
         assert_eq!(bearer(&cfg, "/v1/other", &[], &admin), Decision::Allow);
         // Admins still need the scopes.
-        denied_with(
-            bearer(&cfg, "/v1/other", &["storage.read"], &admin),
-            "missing scope storage.read",
-        );
+        denied_with(bearer(&cfg, "/v1/other", &["storage.read"], &admin), "missing scope storage.read");
     }
 
     #[test]
     fn user_may_not_call_admin_methods() {
         let cfg = config(&[]);
         let user = principal(&["user"], &["x"]);
-        assert_eq!(
-            bearer(&cfg, "/v1/users/list", &["x"], &user),
-            Decision::Allow
-        );
+        assert_eq!(bearer(&cfg, "/v1/users/list", &["x"], &user), Decision::Allow);
         denied_with(
             bearer(&cfg, "/v1/users/delete", &[], &user),
             "role user may not call admin method /v1/users/delete",
         );
-        denied_with(
-            bearer(&cfg, "/admin.v1.AdminService/Purge", &[], &user),
-            "admin method",
-        );
+        denied_with(bearer(&cfg, "/admin.v1.AdminService/Purge", &[], &user), "admin method");
     }
 
     #[test]
     fn no_role_is_denied() {
         let cfg = config(&[]);
         let nobody = principal(&["viewer"], &["wasmgate:all"]);
-        denied_with(
-            bearer(&cfg, "/v1/users/list", &[], &nobody),
-            "lacks role admin or user",
-        );
+        denied_with(bearer(&cfg, "/v1/users/list", &[], &nobody), "lacks role admin or user");
     }
 
     #[test]
     fn wildcard_scope_never_escalates_beyond_roles() {
         let cfg = config(&[]);
         let user = principal(&["user"], &["wasmgate:all"]);
-        denied_with(
-            bearer(
-                &cfg,
-                "/admin.v1.AdminService/Purge",
-                &["wasmgate:all"],
-                &user,
-            ),
-            "admin method",
-        );
+        denied_with(bearer(&cfg, "/admin.v1.AdminService/Purge", &["wasmgate:all"], &user), "admin method");
         let roleless = principal(&[], &["wasmgate:all"]);
-        denied_with(
-            bearer(&cfg, "/v1/x", &["wasmgate:all"], &roleless),
-            "lacks role",
-        );
+        denied_with(bearer(&cfg, "/v1/x", &["wasmgate:all"], &roleless), "lacks role");
         // Within the role's reach the wildcard covers any scope.
-        assert_eq!(
-            bearer(
-                &cfg,
-                "/v1/x",
-                &["storage.read:/a", "wasmgate:all", "y"],
-                &user
-            ),
-            Decision::Allow
-        );
+        assert_eq!(bearer(&cfg, "/v1/x", &["storage.read:/a", "wasmgate:all", "y"], &user), Decision::Allow);
     }
 
     #[test]
     fn custom_roles_and_wildcard() {
-        let cfg = config(&[
-            ("admin-role", "ops"),
-            ("user-role", "member"),
-            ("wildcard-scope", "gw:*"),
-        ]);
+        let cfg = config(&[("admin-role", "ops"), ("user-role", "member"), ("wildcard-scope", "gw:*")]);
         let ops = principal(&["ops"], &["gw:*"]);
-        assert_eq!(
-            bearer(&cfg, "/v1/users/delete", &["anything"], &ops),
-            Decision::Allow
-        );
+        assert_eq!(bearer(&cfg, "/v1/users/delete", &["anything"], &ops), Decision::Allow);
         let admin_by_default_name = principal(&["admin"], &["gw:*"]);
-        denied_with(
-            bearer(&cfg, "/v1/x", &[], &admin_by_default_name),
-            "lacks role ops or member",
-        );
+        denied_with(bearer(&cfg, "/v1/x", &[], &admin_by_default_name), "lacks role ops or member");
         let member = principal(&["member"], &["wasmgate:all"]);
         denied_with(bearer(&cfg, "/v1/x", &["a"], &member), "missing scope a");
     }
@@ -510,28 +391,10 @@ mod tests {
         let cfg = config(&[("admin-role", ""), ("user-role", "")]);
         assert!(cfg.auth_only());
         let anyone = principal(&[], &["storage.read"]);
-        assert_eq!(
-            bearer(
-                &cfg,
-                "/admin.v1.AdminService/Purge",
-                &["storage.read"],
-                &anyone
-            ),
-            Decision::Allow
-        );
-        denied_with(
-            bearer(&cfg, "/v1/x", &["storage.write"], &anyone),
-            "missing scope storage.write",
-        );
+        assert_eq!(bearer(&cfg, "/admin.v1.AdminService/Purge", &["storage.read"], &anyone), Decision::Allow);
+        denied_with(bearer(&cfg, "/v1/x", &["storage.write"], &anyone), "missing scope storage.write");
         // Tokens still need a principal; sandbox rules still apply.
-        let d = decide(
-            &cfg,
-            "/v1/x",
-            AuthClass::Bearer,
-            &[],
-            CredentialKind::OidcToken,
-            None,
-        );
+        let d = decide(&cfg, "/v1/x", AuthClass::Bearer, &[], CredentialKind::OidcToken, None);
         denied_with(d, "without a principal");
     }
 
@@ -614,18 +477,9 @@ mod tests {
     fn resource_scope_through_the_authorizer() {
         let cfg = config(&[]);
         let user = principal(&["user"], &["storage.read:/a"]);
-        assert_eq!(
-            bearer(&cfg, "/v1/x", &["storage.read:/a/b"], &user),
-            Decision::Allow
-        );
-        denied_with(
-            bearer(&cfg, "/v1/x", &["storage.read:/ab"], &user),
-            "missing scope storage.read:/ab",
-        );
-        denied_with(
-            bearer(&cfg, "/v1/x", &["storage.read:/a/../b"], &user),
-            "missing scope",
-        );
+        assert_eq!(bearer(&cfg, "/v1/x", &["storage.read:/a/b"], &user), Decision::Allow);
+        denied_with(bearer(&cfg, "/v1/x", &["storage.read:/ab"], &user), "missing scope storage.read:/ab");
+        denied_with(bearer(&cfg, "/v1/x", &["storage.read:/a/../b"], &user), "missing scope");
     }
 
     #[test]

@@ -115,11 +115,7 @@ pub struct MapperConfig {
     tenant: TenantSource,
 }
 
-fn path_setting(
-    s: &(impl Settings + ?Sized),
-    key: &str,
-    default: &str,
-) -> Result<ClaimPath, PolicyError> {
+fn path_setting(s: &(impl Settings + ?Sized), key: &str, default: &str) -> Result<ClaimPath, PolicyError> {
     match s.get(key) {
         Some(raw) => ClaimPath::parse_setting(&raw),
         None => ClaimPath::dotted(default),
@@ -147,18 +143,12 @@ impl MapperConfig {
                 .map(ClaimPath::from_spec)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| invalid("roles-claims", e))?,
-            None => vec![
-                ClaimPath::dotted("realm_access.roles").map_err(|e| invalid("roles-claims", e))?,
-            ],
+            None => vec![ClaimPath::dotted("realm_access.roles").map_err(|e| invalid("roles-claims", e))?],
         };
         let clients: Vec<String> = settings::json(s, "clients")?.unwrap_or_default();
         for client in clients {
-            let path = ClaimPath::segments(vec![
-                "resource_access".to_owned(),
-                client,
-                "roles".to_owned(),
-            ])
-            .map_err(|e| invalid("clients", e))?;
+            let path = ClaimPath::segments(vec!["resource_access".to_owned(), client, "roles".to_owned()])
+                .map_err(|e| invalid("clients", e))?;
             roles.push(path);
         }
         let tenant = match (s.get("tenant"), s.get("tenant-claim")) {
@@ -166,18 +156,12 @@ impl MapperConfig {
                 return Err(invalid("tenant", "must not be empty"));
             }
             (Some(fixed), _) => TenantSource::Fixed(fixed),
-            (None, Some(raw)) => TenantSource::Claim(
-                ClaimPath::parse_setting(&raw).map_err(|e| invalid("tenant-claim", e))?,
-            ),
+            (None, Some(raw)) => {
+                TenantSource::Claim(ClaimPath::parse_setting(&raw).map_err(|e| invalid("tenant-claim", e))?)
+            }
             (None, None) => TenantSource::Unset,
         };
-        Ok(Self {
-            subject,
-            roles,
-            scopes,
-            groups,
-            tenant,
-        })
+        Ok(Self { subject, roles, scopes, groups, tenant })
     }
 
     /// Maps verified claims (a JSON object) to a principal.
@@ -185,21 +169,15 @@ impl MapperConfig {
         let claims: Value = serde_json::from_str(claims)
             .map_err(|_| PolicyError::InvalidInput("claims are not valid JSON".to_owned()))?;
         let Value::Object(claims) = claims else {
-            return Err(PolicyError::InvalidInput(
-                "claims are not a JSON object".to_owned(),
-            ));
+            return Err(PolicyError::InvalidInput("claims are not a JSON object".to_owned()));
         };
         let subject = match self.subject.lookup(&claims) {
             Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_STRING_BYTES => s.clone(),
             Some(Value::String(s)) if !s.is_empty() => {
-                return Err(PolicyError::InvalidInput(format!(
-                    "subject claim longer than {MAX_STRING_BYTES} bytes"
-                )));
+                return Err(PolicyError::InvalidInput(format!("subject claim longer than {MAX_STRING_BYTES} bytes")));
             }
             _ => {
-                return Err(PolicyError::InvalidInput(
-                    "subject claim missing, empty or not a string".to_owned(),
-                ));
+                return Err(PolicyError::InvalidInput("subject claim missing, empty or not a string".to_owned()));
             }
         };
         let mut roles = Bounded::default();
@@ -230,20 +208,12 @@ impl MapperConfig {
         let tenant = match &self.tenant {
             TenantSource::Fixed(t) => Some(t.clone()),
             TenantSource::Claim(path) => match path.lookup(&claims) {
-                Some(Value::String(t)) if !t.is_empty() && t.len() <= MAX_STRING_BYTES => {
-                    Some(t.clone())
-                }
+                Some(Value::String(t)) if !t.is_empty() && t.len() <= MAX_STRING_BYTES => Some(t.clone()),
                 _ => None,
             },
             TenantSource::Unset => None,
         };
-        Ok(Principal {
-            subject,
-            tenant,
-            roles: roles.0,
-            scopes: scopes.0,
-            groups: groups.0,
-        })
+        Ok(Principal { subject, tenant, roles: roles.0, scopes: scopes.0, groups: groups.0 })
     }
 }
 
@@ -257,11 +227,7 @@ impl Bounded {
     }
 
     fn push(&mut self, item: &str) {
-        if self.full()
-            || item.is_empty()
-            || item.len() > MAX_STRING_BYTES
-            || self.0.iter().any(|have| have == item)
-        {
+        if self.full() || item.is_empty() || item.len() > MAX_STRING_BYTES || self.0.iter().any(|have| have == item) {
             return;
         }
         self.0.push(item.to_owned());
@@ -289,9 +255,7 @@ mod tests {
     }
 
     fn map(settings: &[(&str, &str)], claims: &Value) -> Principal {
-        mapper(settings)
-            .map_claims(&claims.to_string())
-            .expect("valid claims")
+        mapper(settings).map_claims(&claims.to_string()).expect("valid claims")
     }
 
     fn strings(items: &[&str]) -> Vec<String> {
@@ -327,10 +291,7 @@ mod tests {
     #[test]
     fn client_roles_are_added_in_order_and_deduplicated() {
         let p = map(&[("clients", r#"["gateway", "my.client"]"#)], &keycloak());
-        assert_eq!(
-            p.roles,
-            strings(&["user", "offline_access", "admin", "deployer"])
-        );
+        assert_eq!(p.roles, strings(&["user", "offline_access", "admin", "deployer"]));
     }
 
     #[test]
@@ -341,10 +302,7 @@ mod tests {
             "https://example.com": {"roles": ["wrong"]},
             "realm_access": {"roles": ["user"]}
         });
-        let s = [(
-            "roles-claims",
-            r#"[["https://example.com/roles"], "realm_access.roles"]"#,
-        )];
+        let s = [("roles-claims", r#"[["https://example.com/roles"], "realm_access.roles"]"#)];
         assert_eq!(map(&s, &claims).roles, strings(&["admin", "user"]));
         // The dotted form splits at every dot and finds nothing there.
         let s = [("roles-claims", r#"["https://example.com/roles"]"#)];
@@ -405,7 +363,8 @@ mod tests {
         assert_eq!(p.tenant, None);
         let claims = json!({"sub": "u", "realm_access": ["user"]});
         assert!(map(&[], &claims).roles.is_empty());
-        let claims = json!({"sub": "u", "realm_access": {"roles": ["user", 1, null, {"x": 1}, ["admin"], "", "admin"]}});
+        let claims =
+            json!({"sub": "u", "realm_access": {"roles": ["user", 1, null, {"x": 1}, ["admin"], "", "admin"]}});
         assert_eq!(map(&[], &claims).roles, strings(&["user", "admin"]));
     }
 
@@ -443,19 +402,10 @@ mod tests {
             json!({"sub": null}),
             json!({"sub": "x".repeat(MAX_STRING_BYTES + 1)}),
         ] {
-            assert!(
-                matches!(
-                    m.map_claims(&bad.to_string()),
-                    Err(PolicyError::InvalidInput(_))
-                ),
-                "{bad}"
-            );
+            assert!(matches!(m.map_claims(&bad.to_string()), Err(PolicyError::InvalidInput(_))), "{bad}");
         }
         for bad in ["[]", "\"sub\"", "{", "null"] {
-            assert!(matches!(
-                m.map_claims(bad),
-                Err(PolicyError::InvalidInput(_))
-            ));
+            assert!(matches!(m.map_claims(bad), Err(PolicyError::InvalidInput(_))));
         }
     }
 

@@ -44,49 +44,29 @@ impl ClassifierConfig {
         let mut rows = Vec::with_capacity(entries.len());
         for entry in entries {
             for scope in &entry.scopes {
-                settings::validate_scope(scope)
-                    .map_err(|e| invalid("methods", format!("`{}`: {e}", entry.pattern)))?;
+                settings::validate_scope(scope).map_err(|e| invalid("methods", format!("`{}`: {e}", entry.pattern)))?;
             }
-            if !entry.scopes.is_empty()
-                && matches!(
-                    entry.class,
-                    AuthClass::Unauthenticated | AuthClass::SandboxSecret
-                )
+            if !entry.scopes.is_empty() && matches!(entry.class, AuthClass::Unauthenticated | AuthClass::SandboxSecret)
             {
                 // Such scopes would never be checked: refuse rather than
                 // give a false sense of protection.
                 return Err(invalid(
                     "methods",
-                    format!(
-                        "`{}`: scopes cannot apply to class {}",
-                        entry.pattern, entry.class
-                    ),
+                    format!("`{}`: scopes cannot apply to class {}", entry.pattern, entry.class),
                 ));
             }
-            rows.push((
-                entry.pattern,
-                Classification {
-                    class: entry.class,
-                    required_scopes: entry.scopes,
-                },
-            ));
+            rows.push((entry.pattern, Classification { class: entry.class, required_scopes: entry.scopes }));
         }
         let table = PatternTable::build(rows).map_err(|e| invalid("methods", e))?;
-        Ok(Self {
-            table,
-            wildcard_scope,
-        })
+        Ok(Self { table, wildcard_scope })
     }
 
     /// Classifies a call by its path.
     pub fn classify(&self, path: &str) -> Classification {
-        self.table
-            .lookup(path)
-            .cloned()
-            .unwrap_or_else(|| Classification {
-                class: AuthClass::Bearer,
-                required_scopes: vec![self.wildcard_scope.clone()],
-            })
+        self.table.lookup(path).cloned().unwrap_or_else(|| Classification {
+            class: AuthClass::Bearer,
+            required_scopes: vec![self.wildcard_scope.clone()],
+        })
     }
 }
 
@@ -110,16 +90,11 @@ mod tests {
     ]"#;
 
     fn classify(settings: &[(&str, &str)], path: &str) -> Classification {
-        ClassifierConfig::from_settings(settings)
-            .expect("valid settings")
-            .classify(path)
+        ClassifierConfig::from_settings(settings).expect("valid settings").classify(path)
     }
 
     fn class(c: AuthClass, scopes: &[&str]) -> Classification {
-        Classification {
-            class: c,
-            required_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-        }
+        Classification { class: c, required_scopes: scopes.iter().map(|s| (*s).to_owned()).collect() }
     }
 
     fn config_error(settings: &[(&str, &str)]) -> String {
@@ -146,19 +121,10 @@ mod tests {
     #[test]
     fn every_class_and_precedence() {
         let s = [("methods", METHODS)];
-        assert_eq!(
-            classify(&s, "/v1/health"),
-            class(AuthClass::Unauthenticated, &[])
-        );
-        assert_eq!(
-            classify(&s, "/v1/public/docs"),
-            class(AuthClass::Unauthenticated, &[])
-        );
+        assert_eq!(classify(&s, "/v1/health"), class(AuthClass::Unauthenticated, &[]));
+        assert_eq!(classify(&s, "/v1/public/docs"), class(AuthClass::Unauthenticated, &[]));
         // Exact beats the service prefix.
-        assert_eq!(
-            classify(&s, "/sandbox.v1.SandboxService/GetSandbox"),
-            class(AuthClass::SandboxSecret, &[])
-        );
+        assert_eq!(classify(&s, "/sandbox.v1.SandboxService/GetSandbox"), class(AuthClass::SandboxSecret, &[]));
         // Longer prefix beats the service prefix.
         assert_eq!(
             classify(&s, "/sandbox.v1.SandboxService/CreateSandbox"),
@@ -169,14 +135,8 @@ mod tests {
             class(AuthClass::DualAuth, &["sandbox.use"])
         );
         // Near misses fall through to the default.
-        assert_eq!(
-            classify(&s, "/v1/health/"),
-            class(AuthClass::Bearer, &["wasmgate:all"])
-        );
-        assert_eq!(
-            classify(&s, "/v1/public"),
-            class(AuthClass::Bearer, &["wasmgate:all"])
-        );
+        assert_eq!(classify(&s, "/v1/health/"), class(AuthClass::Bearer, &["wasmgate:all"]));
+        assert_eq!(classify(&s, "/v1/public"), class(AuthClass::Bearer, &["wasmgate:all"]));
     }
 
     #[test]
@@ -190,35 +150,14 @@ mod tests {
         let cases = [
             (r#"[{"match": "/a", "class": "root"}]"#, "unknown variant"),
             (r#"[{"match": "a", "class": "bearer"}]"#, "must start with"),
-            (
-                r#"[{"match": "/a/*/b", "class": "bearer"}]"#,
-                "last character",
-            ),
-            (
-                r#"[{"match": "/a", "class": "bearer"}, {"match": "/a", "class": "dual-auth"}]"#,
-                "duplicate",
-            ),
-            (
-                r#"[{"match": "/a", "class": "bearer", "scope": ["x"]}]"#,
-                "unknown field",
-            ),
+            (r#"[{"match": "/a/*/b", "class": "bearer"}]"#, "last character"),
+            (r#"[{"match": "/a", "class": "bearer"}, {"match": "/a", "class": "dual-auth"}]"#, "duplicate"),
+            (r#"[{"match": "/a", "class": "bearer", "scope": ["x"]}]"#, "unknown field"),
             (r#"[{"class": "bearer"}]"#, "missing field"),
-            (
-                r#"[{"match": "/a", "class": "bearer", "scopes": [""]}]"#,
-                "empty scope",
-            ),
-            (
-                r#"[{"match": "/a", "class": "bearer", "scopes": [1]}]"#,
-                "invalid type",
-            ),
-            (
-                r#"[{"match": "/a", "class": "unauthenticated", "scopes": ["x"]}]"#,
-                "cannot apply",
-            ),
-            (
-                r#"[{"match": "/a", "class": "sandbox-secret", "scopes": ["x"]}]"#,
-                "cannot apply",
-            ),
+            (r#"[{"match": "/a", "class": "bearer", "scopes": [""]}]"#, "empty scope"),
+            (r#"[{"match": "/a", "class": "bearer", "scopes": [1]}]"#, "invalid type"),
+            (r#"[{"match": "/a", "class": "unauthenticated", "scopes": ["x"]}]"#, "cannot apply"),
+            (r#"[{"match": "/a", "class": "sandbox-secret", "scopes": ["x"]}]"#, "cannot apply"),
             (r#"{"match": "/a"}"#, "invalid type"),
             ("not json", "expected"),
         ];
@@ -231,9 +170,6 @@ mod tests {
 
     #[test]
     fn empty_methods_list_is_the_default() {
-        assert_eq!(
-            classify(&[("methods", "[]")], "/v1/health"),
-            class(AuthClass::Bearer, &["wasmgate:all"])
-        );
+        assert_eq!(classify(&[("methods", "[]")], "/v1/health"), class(AuthClass::Bearer, &["wasmgate:all"]));
     }
 }

@@ -93,15 +93,12 @@ pub struct Selection {
 }
 
 fn validate_header(header: &str) -> Result<(), String> {
-    let token_char =
-        |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let token_char = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
     if header.is_empty() || header.len() > MAX_HEADER_BYTES {
         return Err(format!("header `{header}` must be 1 to 64 bytes"));
     }
     if !header.bytes().all(token_char) {
-        return Err(format!(
-            "header `{header}` must be lowercase token characters"
-        ));
+        return Err(format!("header `{header}` must be lowercase token characters"));
     }
     if HOP_BY_HOP.contains(&header) {
         return Err(format!("header `{header}` is hop-by-hop"));
@@ -114,9 +111,7 @@ fn validate_prefix(prefix: &str) -> Result<(), String> {
         return Err(format!("prefix `{prefix}` is longer than 64 bytes"));
     }
     if !prefix.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-        return Err(format!(
-            "prefix `{prefix}` must be visible ASCII and spaces"
-        ));
+        return Err(format!("prefix `{prefix}` must be visible ASCII and spaces"));
     }
     Ok(())
 }
@@ -146,12 +141,7 @@ impl CredentialPolicyConfig {
     }
 
     /// Chooses the credentials for one call.
-    pub fn select(
-        &self,
-        path: &str,
-        principal: Option<&Principal>,
-        catalogue: &[CredentialInfo],
-    ) -> Selection {
+    pub fn select(&self, path: &str, principal: Option<&Principal>, catalogue: &[CredentialInfo]) -> Selection {
         let mut selection = Selection::default();
         for rule in &self.rules {
             if !rule.pattern.matches(path) {
@@ -166,10 +156,7 @@ impl CredentialPolicyConfig {
             if !catalogue.iter().any(|c| c.name == rule.credential) {
                 selection.log.push((
                     LogLevel::Warn,
-                    format!(
-                        "credential {} is not in the catalogue; rule skipped",
-                        rule.credential
-                    ),
+                    format!("credential {} is not in the catalogue; rule skipped", rule.credential),
                 ));
                 continue;
             }
@@ -198,21 +185,11 @@ mod tests {
     use super::*;
 
     fn catalogue(names: &[&str]) -> Vec<CredentialInfo> {
-        names
-            .iter()
-            .map(|n| CredentialInfo {
-                name: (*n).to_owned(),
-                scopes: Vec::new(),
-            })
-            .collect()
+        names.iter().map(|n| CredentialInfo { name: (*n).to_owned(), scopes: Vec::new() }).collect()
     }
 
     fn principal(tenant: Option<&str>) -> Principal {
-        Principal {
-            subject: "u".into(),
-            tenant: tenant.map(str::to_owned),
-            ..Principal::default()
-        }
+        Principal { subject: "u".into(), tenant: tenant.map(str::to_owned), ..Principal::default() }
     }
 
     fn config(rules: &str) -> CredentialPolicyConfig {
@@ -220,11 +197,7 @@ mod tests {
     }
 
     fn use_(credential: &str, header: &str, prefix: &str) -> CredentialUse {
-        CredentialUse {
-            credential: credential.into(),
-            header: header.into(),
-            prefix: prefix.into(),
-        }
+        CredentialUse { credential: credential.into(), header: header.into(), prefix: prefix.into() }
     }
 
     #[test]
@@ -245,13 +218,7 @@ mod tests {
         );
         let cat = catalogue(&["storage-token", "audit", "other"]);
         let s = cfg.select("/storage.v1.Storage/Get", None, &cat);
-        assert_eq!(
-            s.uses,
-            vec![
-                use_("storage-token", "authorization", "Bearer "),
-                use_("audit", "x-audit", ""),
-            ]
-        );
+        assert_eq!(s.uses, vec![use_("storage-token", "authorization", "Bearer "), use_("audit", "x-audit", ""),]);
         assert!(s.log.is_empty());
         assert!(cfg.select("/storage.v1.Storag", None, &cat).uses.is_empty());
     }
@@ -281,13 +248,7 @@ mod tests {
             ]"#,
         );
         let s = cfg.select("/x", None, &catalogue(&["a", "b"]));
-        assert_eq!(
-            s.uses,
-            vec![
-                use_("a", "authorization", "Bearer "),
-                use_("b", "x-b", "Bearer ")
-            ]
-        );
+        assert_eq!(s.uses, vec![use_("a", "authorization", "Bearer "), use_("b", "x-b", "Bearer ")]);
         assert_eq!(s.log.len(), 1);
         assert_eq!(s.log[0].0, LogLevel::Debug);
     }
@@ -296,29 +257,12 @@ mod tests {
     fn tenant_restricted_rules() {
         let cfg = config(r#"[{"match": "/*", "credential": "acme", "tenants": ["acme", "beta"]}]"#);
         let cat = catalogue(&["acme"]);
-        assert_eq!(
-            cfg.select("/x", Some(&principal(Some("acme"))), &cat)
-                .uses
-                .len(),
-            1
-        );
-        assert!(
-            cfg.select("/x", Some(&principal(Some("other"))), &cat)
-                .uses
-                .is_empty()
-        );
-        assert!(
-            cfg.select("/x", Some(&principal(None)), &cat)
-                .uses
-                .is_empty()
-        );
+        assert_eq!(cfg.select("/x", Some(&principal(Some("acme"))), &cat).uses.len(), 1);
+        assert!(cfg.select("/x", Some(&principal(Some("other"))), &cat).uses.is_empty());
+        assert!(cfg.select("/x", Some(&principal(None)), &cat).uses.is_empty());
         assert!(cfg.select("/x", None, &cat).uses.is_empty());
         let cfg = config(r#"[{"match": "/*", "credential": "acme", "tenants": []}]"#);
-        assert!(
-            cfg.select("/x", Some(&principal(Some("acme"))), &cat)
-                .uses
-                .is_empty()
-        );
+        assert!(cfg.select("/x", Some(&principal(Some("acme"))), &cat).uses.is_empty());
     }
 
     #[test]
@@ -343,10 +287,7 @@ mod tests {
                 other => panic!("{rules}: {other:?}"),
             }
         }
-        let long = format!(
-            r#"[{{"match": "/a", "credential": "a", "header": "{}"}}]"#,
-            "h".repeat(65)
-        );
+        let long = format!(r#"[{{"match": "/a", "credential": "a", "header": "{}"}}]"#, "h".repeat(65));
         assert!(CredentialPolicyConfig::from_settings(&[("rules", long.as_str())]).is_err());
         let ok = format!(
             r#"[{{"match": "/a", "credential": "a", "header": "{}", "prefix": "{}"}}]"#,

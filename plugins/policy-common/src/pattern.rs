@@ -33,9 +33,7 @@ impl MethodPattern {
         match pattern.find('*') {
             None => Ok(Self::Exact(pattern.to_owned())),
             Some(at) if at + 1 == pattern.len() => Ok(Self::Prefix(pattern[..at].to_owned())),
-            Some(_) => Err(format!(
-                "pattern `{pattern}` may only hold `*` as its last character"
-            )),
+            Some(_) => Err(format!("pattern `{pattern}` may only hold `*` as its last character")),
         }
     }
 
@@ -58,10 +56,7 @@ pub struct PatternTable<T> {
 
 impl<T> Default for PatternTable<T> {
     fn default() -> Self {
-        Self {
-            exact: Vec::new(),
-            prefixes: Vec::new(),
-        }
+        Self { exact: Vec::new(), prefixes: Vec::new() }
     }
 }
 
@@ -83,9 +78,7 @@ impl<T> PatternTable<T> {
         }
         // Stable: equal lengths cannot both match differently-spelled
         // prefixes of the same path, so the order among them is moot.
-        table
-            .prefixes
-            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        table.prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Ok(table)
     }
 
@@ -94,11 +87,7 @@ impl<T> PatternTable<T> {
         self.exact
             .iter()
             .find(|(exact, _)| exact == path)
-            .or_else(|| {
-                self.prefixes
-                    .iter()
-                    .find(|(prefix, _)| path.starts_with(prefix.as_str()))
-            })
+            .or_else(|| self.prefixes.iter().find(|(prefix, _)| path.starts_with(prefix.as_str())))
             .map(|(_, value)| value)
     }
 
@@ -128,24 +117,17 @@ mod tests {
     use super::*;
 
     fn table(patterns: &[&str]) -> PatternTable<String> {
-        PatternTable::build(patterns.iter().map(|p| ((*p).to_owned(), (*p).to_owned())))
-            .expect("valid patterns")
+        PatternTable::build(patterns.iter().map(|p| ((*p).to_owned(), (*p).to_owned()))).expect("valid patterns")
     }
 
     #[test]
     fn parse_accepts_exact_and_prefix() {
-        assert_eq!(
-            MethodPattern::parse("/v1/health"),
-            Ok(MethodPattern::Exact("/v1/health".into()))
-        );
+        assert_eq!(MethodPattern::parse("/v1/health"), Ok(MethodPattern::Exact("/v1/health".into())));
         assert_eq!(
             MethodPattern::parse("/sandbox.v1.SandboxService/*"),
             Ok(MethodPattern::Prefix("/sandbox.v1.SandboxService/".into()))
         );
-        assert_eq!(
-            MethodPattern::parse("/*"),
-            Ok(MethodPattern::Prefix("/".into()))
-        );
+        assert_eq!(MethodPattern::parse("/*"), Ok(MethodPattern::Prefix("/".into())));
     }
 
     #[test]

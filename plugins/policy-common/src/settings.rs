@@ -26,9 +26,7 @@ where
 /// Settings from a fixed list of pairs (handy in tests and examples).
 impl Settings for [(&str, &str)] {
     fn get(&self, key: &str) -> Option<String> {
-        self.iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| (*v).to_owned())
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned())
     }
 }
 
@@ -44,15 +42,10 @@ pub fn invalid(key: &str, message: impl std::fmt::Display) -> PolicyError {
 }
 
 /// Parses the JSON setting `key`, `Ok(None)` when it is not set.
-pub fn json<T: DeserializeOwned>(
-    settings: &(impl Settings + ?Sized),
-    key: &str,
-) -> Result<Option<T>, PolicyError> {
+pub fn json<T: DeserializeOwned>(settings: &(impl Settings + ?Sized), key: &str) -> Result<Option<T>, PolicyError> {
     match settings.get(key) {
         None => Ok(None),
-        Some(raw) => serde_json::from_str(&raw)
-            .map(Some)
-            .map_err(|e| invalid(key, e)),
+        Some(raw) => serde_json::from_str(&raw).map(Some).map_err(|e| invalid(key, e)),
     }
 }
 
@@ -81,10 +74,7 @@ mod tests {
     fn json_setting_absent_present_and_malformed() {
         let s = [("list", r#"["a","b"]"#), ("bad", "[1,")];
         assert_eq!(json::<Vec<String>>(&s, "missing"), Ok(None));
-        assert_eq!(
-            json::<Vec<String>>(&s, "list"),
-            Ok(Some(vec!["a".to_owned(), "b".to_owned()]))
-        );
+        assert_eq!(json::<Vec<String>>(&s, "list"), Ok(Some(vec!["a".to_owned(), "b".to_owned()])));
         assert!(matches!(
             json::<Vec<String>>(&s, "bad"),
             Err(PolicyError::InvalidConfig(m)) if m.contains("`bad`")

@@ -21,17 +21,14 @@ mod bindings {
 
 use bindings::exports::wasmgate::policy::authorizer::Guest;
 use bindings::wasmgate::policy::host;
-use bindings::wasmgate::policy::types::{
-    AuthClass, AuthzRequest, CredentialKind, Decision, PolicyError, Principal,
-};
+use bindings::wasmgate::policy::types::{AuthClass, AuthzRequest, CredentialKind, Decision, PolicyError, Principal};
 use wasmgate_policy_common as common;
 
 struct Component;
 
 impl Guest for Component {
     fn authorize(request: AuthzRequest) -> Result<Decision, PolicyError> {
-        let config = common::authorizer::AuthorizerConfig::from_settings(&host::get_config)
-            .map_err(error)?;
+        let config = common::authorizer::AuthorizerConfig::from_settings(&host::get_config).map_err(error)?;
         let principal = request.authentication.principal.map(principal);
         let decision = config.authorize(&common::authorizer::AuthzInput {
             path: &request.call.path,
@@ -66,13 +63,7 @@ fn kind(k: CredentialKind) -> common::CredentialKind {
 }
 
 fn principal(p: Principal) -> common::Principal {
-    common::Principal {
-        subject: p.subject,
-        tenant: p.tenant,
-        roles: p.roles,
-        scopes: p.scopes,
-        groups: p.groups,
-    }
+    common::Principal { subject: p.subject, tenant: p.tenant, roles: p.roles, scopes: p.scopes, groups: p.groups }
 }
 
 fn error(e: common::PolicyError) -> PolicyError {
