@@ -254,11 +254,21 @@ pub struct PluginsConfig {
     pub max_memory_bytes: usize,
     /// Instances that may exist at once across all components.
     pub max_instances: u32,
+    /// Reuse an instance for the next call after a call that succeeded
+    /// (after any failure the instance is dropped). Off: a fresh instance
+    /// per call, so no state can survive between calls.
+    pub instance_reuse: bool,
 }
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        Self { dir: None, deadline_ms: 50, max_memory_bytes: 16 * 1024 * 1024, max_instances: 1000 }
+        Self {
+            dir: None,
+            deadline_ms: 50,
+            max_memory_bytes: 16 * 1024 * 1024,
+            max_instances: 1000,
+            instance_reuse: true,
+        }
     }
 }
 

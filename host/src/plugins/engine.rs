@@ -198,6 +198,7 @@ struct EngineShared {
     linker: Linker<StoreState>,
     deadline_ticks: u64,
     max_memory: usize,
+    reuse: bool,
 }
 
 /// The wasmtime engine with its linker, limits and epoch ticker.
@@ -242,6 +243,15 @@ impl PluginEngine {
             .max_tables_per_component(8)
             .max_memory_size(cfg.max_memory_bytes)
             .table_elements(20_000);
+        // With PAGEMAP_SCAN (Linux 6.7+) a slot is reset by restoring only
+        // its dirty pages and stays resident, which halves the cost of a
+        // fresh instance here; without it, keeping pages resident means a
+        // memset of the whole range, which costs more than it saves.
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.pagemap_scan(wasmtime::Enabled::Yes)
+                .linear_memory_keep_resident(4 << 20)
+                .table_keep_resident(64 << 10);
+        }
 
         let mut config = wasmtime::Config::new();
         config
@@ -274,7 +284,13 @@ impl PluginEngine {
         };
 
         Ok(Self {
-            shared: Arc::new(EngineShared { engine, linker, deadline_ticks, max_memory: cfg.max_memory_bytes }),
+            shared: Arc::new(EngineShared {
+                engine,
+                linker,
+                deadline_ticks,
+                max_memory: cfg.max_memory_bytes,
+                reuse: cfg.instance_reuse,
+            }),
             stop,
             ticker: Some(ticker),
         })
@@ -409,7 +425,18 @@ pub struct Binding {
     plugin: Arc<Plugin>,
     settings: Arc<Settings>,
     engine: Arc<EngineShared>,
+    /// Idle instances kept for reuse (only when `plugins.instance_reuse`).
+    warm: Arc<std::sync::Mutex<Vec<Warm>>>,
 }
+
+/// An instance that completed its last call without any failure.
+struct Warm {
+    store: Store<StoreState>,
+    instance: Instance,
+}
+
+/// Idle instances kept per binding at most.
+const MAX_WARM_PER_BINDING: usize = 64;
 
 impl fmt::Debug for Binding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -423,7 +450,12 @@ impl fmt::Debug for Binding {
 impl Binding {
     /// Binds `plugin` with `settings`.
     pub fn new(engine: &PluginEngine, plugin: Arc<Plugin>, settings: &BTreeMap<String, serde_json::Value>) -> Self {
-        Self { plugin, settings: Arc::new(Settings::from_json(settings)), engine: engine.shared.clone() }
+        Self {
+            plugin,
+            settings: Arc::new(Settings::from_json(settings)),
+            engine: engine.shared.clone(),
+            warm: Arc::default(),
+        }
     }
 
     /// The bound plugin.
@@ -455,6 +487,45 @@ impl Binding {
         f: impl AsyncFnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         let shared = &*self.engine;
+        if shared.reuse {
+            let warm = self.warm.lock().ok().and_then(|mut w| w.pop());
+            let mut warm = match warm {
+                Some(w) => w,
+                None => {
+                    let mut store = self.new_store();
+                    match self.plugin.pre.instantiate_async(&mut store).await {
+                        Ok(instance) => Warm { store, instance },
+                        Err(e) => return Err(self.classify_failure(&store, &e)),
+                    }
+                }
+            };
+            warm.store.set_epoch_deadline(shared.deadline_ticks + 1);
+            warm.store.data_mut().log_lines = 0;
+            let instance = warm.instance;
+            return match f(&mut warm.store, &instance).await {
+                Ok(r) => {
+                    // Only an instance whose every call succeeded goes back:
+                    // after any failure the next call gets a fresh one.
+                    if let Ok(mut idle) = self.warm.lock()
+                        && idle.len() < MAX_WARM_PER_BINDING
+                    {
+                        idle.push(warm);
+                    }
+                    Ok(r)
+                }
+                Err(e) => Err(self.classify_failure(&warm.store, &e)),
+            };
+        }
+        let mut store = self.new_store();
+        let result = match self.plugin.pre.instantiate_async(&mut store).await {
+            Ok(instance) => f(&mut store, &instance).await,
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| self.classify_failure(&store, &e))
+    }
+
+    fn new_store(&self) -> Store<StoreState> {
+        let shared = &*self.engine;
         let state = StoreState {
             wasi: empty_wasi(),
             table: ResourceTable::new(),
@@ -467,11 +538,7 @@ impl Binding {
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(shared.deadline_ticks + 1);
         store.epoch_deadline_trap();
-        let result = match self.plugin.pre.instantiate_async(&mut store).await {
-            Ok(instance) => f(&mut store, &instance).await,
-            Err(e) => Err(e),
-        };
-        result.map_err(|e| self.classify_failure(&store, &e))
+        store
     }
 
     fn classify_failure(&self, store: &Store<StoreState>, e: &wasmtime::Error) -> PolicyError {
@@ -646,4 +713,138 @@ fn first_line(e: &impl fmt::Display) -> String {
         out.truncate(cut);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::{builtin_bytes, fixture_path};
+
+    fn request(path: &str) -> id::AuthzRequest {
+        id::AuthzRequest {
+            call: id::CallInfo {
+                protocol: id::Protocol::Http,
+                http_method: "GET".into(),
+                path: path.into(),
+                grpc_service: String::new(),
+                grpc_method: String::new(),
+                route: "r".into(),
+                authority: "a".into(),
+            },
+            classification: id::Classification { class: id::AuthClass::Unauthenticated, required_scopes: vec![] },
+            authentication: id::Authentication::anonymous(),
+        }
+    }
+
+    async fn misbehaving(reuse: bool) -> (PluginEngine, Binding) {
+        let cfg = PluginsConfig {
+            instance_reuse: reuse,
+            deadline_ms: 20,
+            max_memory_bytes: 4 << 20,
+            ..PluginsConfig::default()
+        };
+        let engine = PluginEngine::new(&cfg).expect("engine");
+        let plugin = engine.load_file(&fixture_path("misbehaving_authorizer")).await.expect("fixture loads");
+        let binding = Binding::new(&engine, plugin, &BTreeMap::new());
+        (engine, binding)
+    }
+
+    fn warm(b: &Binding) -> usize {
+        b.warm.lock().map(|w| w.len()).unwrap_or(usize::MAX)
+    }
+
+    #[tokio::test]
+    async fn failures_are_classified_and_the_next_call_gets_a_fresh_instance() {
+        for reuse in [true, false] {
+            let (_engine, b) = misbehaving(reuse).await;
+            assert_eq!(b.authorize(&request("/ok")).await.expect("allowed"), id::Decision::Allow);
+            assert_eq!(warm(&b), usize::from(reuse), "a successful instance is kept only with reuse");
+            let started = std::time::Instant::now();
+            assert!(matches!(b.authorize(&request("/loop")).await, Err(PolicyError::Timeout { .. })));
+            assert!(started.elapsed() < Duration::from_secs(2), "deadline enforced: {:?}", started.elapsed());
+            assert_eq!(warm(&b), 0, "the instance that timed out is not reused");
+            assert!(matches!(b.authorize(&request("/grow")).await, Err(PolicyError::MemoryLimit { .. })));
+            assert!(matches!(b.authorize(&request("/trap")).await, Err(PolicyError::Trap { .. })));
+            assert_eq!(warm(&b), 0);
+            assert_eq!(b.authorize(&request("/ok")).await.expect("allowed after traps"), id::Decision::Allow);
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_world_and_wrong_role_are_refused_with_the_reason() {
+        let engine = PluginEngine::new(&PluginsConfig::default()).expect("engine");
+        let err = engine.load_file(&fixture_path("wrong_world")).await.expect_err("not a policy component");
+        let msg = err.to_string();
+        assert!(msg.contains("exports none of the policy interfaces") && msg.contains("wasi:cli/run"), "{msg}");
+        let err = engine.load("junk", b"\0asm not really").await.expect_err("not wasm");
+        assert!(matches!(err, LoadError::Compile { .. }), "{err}");
+        let classifier = engine.load("c", builtin_bytes("default-classifier").expect("embedded")).await.expect("loads");
+        let b = Binding::new(&engine, classifier, &BTreeMap::new());
+        let msg = b.require(Interface::Authorizer).expect_err("wrong role").to_string();
+        assert!(msg.contains("does not export wasmgate:policy/authorizer@0.1.0"), "{msg}");
+        assert!(matches!(b.authorize(&request("/x")).await, Err(PolicyError::NotBound { .. })));
+    }
+
+    #[tokio::test]
+    async fn guest_errors_fail_closed() {
+        let engine = PluginEngine::new(&PluginsConfig::default()).expect("engine");
+        let plugin = engine.load("c", builtin_bytes("default-classifier").expect("embedded")).await.expect("loads");
+        let settings: BTreeMap<String, serde_json::Value> =
+            [("methods".to_owned(), serde_json::json!("not a list"))].into_iter().collect();
+        let b = Binding::new(&engine, plugin, &settings);
+        let err = b.classify(&request("/x").call).await.expect_err("bad settings");
+        assert!(matches!(err, PolicyError::Guest { .. }), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod phase_timing {
+    use super::*;
+
+    #[tokio::test]
+    #[ignore = "manual profiling aid"]
+    async fn phases() {
+        let engine =
+            PluginEngine::new(&PluginsConfig { instance_reuse: false, ..PluginsConfig::default() }).expect("engine");
+        let plugin = engine.load("c", super::super::builtin_bytes("rbac-authorizer").expect("b")).await.expect("load");
+        let binding = Binding::new(&engine, plugin, &BTreeMap::new());
+        let n = 2000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(empty_wasi());
+        }
+        println!("wasi ctx: {:?}", t.elapsed() / n);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            binding.with_instance(async |_s, _i| Ok(())).await.expect("inst");
+        }
+        println!("store+instantiate: {:?}", t.elapsed() / n);
+        let req = id::AuthzRequest {
+            call: id::CallInfo {
+                protocol: id::Protocol::Http,
+                http_method: "GET".into(),
+                path: "/x".into(),
+                grpc_service: String::new(),
+                grpc_method: String::new(),
+                route: "r".into(),
+                authority: "a".into(),
+            },
+            classification: id::Classification { class: id::AuthClass::Unauthenticated, required_scopes: vec![] },
+            authentication: id::Authentication::anonymous(),
+        };
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            binding.authorize(&req).await.expect("authz");
+        }
+        println!("authorize: {:?}", t.elapsed() / n);
+        let reuse =
+            PluginEngine::new(&PluginsConfig { instance_reuse: true, ..PluginsConfig::default() }).expect("engine");
+        let plugin = reuse.load("c", super::super::builtin_bytes("rbac-authorizer").expect("b")).await.expect("load");
+        let binding = Binding::new(&reuse, plugin, &BTreeMap::new());
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            binding.authorize(&req).await.expect("authz");
+        }
+        println!("authorize (reuse): {:?}", t.elapsed() / n);
+    }
 }
