@@ -350,19 +350,19 @@ impl PluginEngine {
         // functions and exports whose function types do not match.
         let probe = Binding::new(self, Arc::new(plugin), &BTreeMap::new());
         probe
-            .with_instance(async |store, instance| {
+            .with_instance(async |w| {
                 let p = &probe.plugin;
                 if let Some(i) = &p.classifier {
-                    i.load(&mut *store, instance)?;
+                    i.load(&mut w.store, &w.instance)?;
                 }
                 if let Some(i) = &p.mapper {
-                    i.load(&mut *store, instance)?;
+                    i.load(&mut w.store, &w.instance)?;
                 }
                 if let Some(i) = &p.authorizer {
-                    i.load(&mut *store, instance)?;
+                    i.load(&mut w.store, &w.instance)?;
                 }
                 if let Some(i) = &p.credential {
-                    i.load(&mut *store, instance)?;
+                    i.load(&mut w.store, &w.instance)?;
                 }
                 Ok(())
             })
@@ -429,10 +429,31 @@ pub struct Binding {
     warm: Arc<std::sync::Mutex<Vec<Warm>>>,
 }
 
-/// An instance that completed its last call without any failure.
+/// An instance with its store, and its exports once looked up (the lookup
+/// type-checks the export, which need not be repeated for every call).
 struct Warm {
     store: Store<StoreState>,
     instance: Instance,
+    classifier: Option<classifier::Guest>,
+    mapper: Option<claims_mapper::Guest>,
+    authorizer: Option<authorizer::Guest>,
+    credential: Option<credential_policy::Guest>,
+}
+
+impl Warm {
+    fn new(store: Store<StoreState>, instance: Instance) -> Self {
+        Self { store, instance, classifier: None, mapper: None, authorizer: None, credential: None }
+    }
+}
+
+/// The export `slot` caches, looked up through `load` the first time.
+fn export<G: Clone>(slot: &mut Option<G>, load: impl FnOnce() -> wasmtime::Result<G>) -> wasmtime::Result<G> {
+    if let Some(g) = slot {
+        return Ok(g.clone());
+    }
+    let g = load()?;
+    *slot = Some(g.clone());
+    Ok(g)
 }
 
 /// Idle instances kept per binding at most.
@@ -480,12 +501,10 @@ impl Binding {
         }
     }
 
-    /// Runs `f` on a fresh instance in a fresh store with the deadline and
-    /// memory cap applied.
-    async fn with_instance<R>(
-        &self,
-        f: impl AsyncFnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<R>,
-    ) -> Result<R, PolicyError> {
+    /// Runs `f` on an instance with the deadline and memory cap applied: an
+    /// idle one that completed its previous calls cleanly when reuse is on,
+    /// otherwise a fresh one in a fresh store.
+    async fn with_instance<R>(&self, f: impl AsyncFnOnce(&mut Warm) -> wasmtime::Result<R>) -> Result<R, PolicyError> {
         let shared = &*self.engine;
         if shared.reuse {
             let warm = self.warm.lock().ok().and_then(|mut w| w.pop());
@@ -494,15 +513,14 @@ impl Binding {
                 None => {
                     let mut store = self.new_store();
                     match self.plugin.pre.instantiate_async(&mut store).await {
-                        Ok(instance) => Warm { store, instance },
+                        Ok(instance) => Warm::new(store, instance),
                         Err(e) => return Err(self.classify_failure(&store, &e)),
                     }
                 }
             };
             warm.store.set_epoch_deadline(shared.deadline_ticks + 1);
             warm.store.data_mut().log_lines = 0;
-            let instance = warm.instance;
-            return match f(&mut warm.store, &instance).await {
+            return match f(&mut warm).await {
                 Ok(r) => {
                     // Only an instance whose every call succeeded goes back:
                     // after any failure the next call gets a fresh one.
@@ -517,11 +535,13 @@ impl Binding {
             };
         }
         let mut store = self.new_store();
-        let result = match self.plugin.pre.instantiate_async(&mut store).await {
-            Ok(instance) => f(&mut store, &instance).await,
-            Err(e) => Err(e),
-        };
-        result.map_err(|e| self.classify_failure(&store, &e))
+        match self.plugin.pre.instantiate_async(&mut store).await {
+            Ok(instance) => {
+                let mut w = Warm::new(store, instance);
+                f(&mut w).await.map_err(|e| self.classify_failure(&w.store, &e))
+            }
+            Err(e) => Err(self.classify_failure(&store, &e)),
+        }
     }
 
     fn new_store(&self) -> Store<StoreState> {
@@ -578,8 +598,9 @@ impl Binding {
         };
         let arg: wit::CallInfo = call.into();
         let out = self
-            .with_instance(async |store, instance| {
-                indices.load(&mut *store, instance)?.call_classify(&mut *store, &arg).await
+            .with_instance(async |w| {
+                let g = export(&mut w.classifier, || indices.load(&mut w.store, &w.instance))?;
+                g.call_classify(&mut w.store, &arg).await
             })
             .await?;
         match out {
@@ -601,8 +622,9 @@ impl Binding {
             return Err(self.not_bound("claims-mapper"));
         };
         let out = self
-            .with_instance(async |store, instance| {
-                indices.load(&mut *store, instance)?.call_map_claims(&mut *store, provider, claims_json).await
+            .with_instance(async |w| {
+                let g = export(&mut w.mapper, || indices.load(&mut w.store, &w.instance))?;
+                g.call_map_claims(&mut w.store, provider, claims_json).await
             })
             .await?;
         match out {
@@ -622,8 +644,9 @@ impl Binding {
         };
         let arg: wit::AuthzRequest = request.into();
         let out = self
-            .with_instance(async |store, instance| {
-                indices.load(&mut *store, instance)?.call_authorize(&mut *store, &arg).await
+            .with_instance(async |w| {
+                let g = export(&mut w.authorizer, || indices.load(&mut w.store, &w.instance))?;
+                g.call_authorize(&mut w.store, &arg).await
             })
             .await?;
         match out {
@@ -647,11 +670,9 @@ impl Binding {
         let principal_arg: Option<wit::Principal> = principal.map(Into::into);
         let catalogue_arg: Vec<wit::CredentialInfo> = catalogue.iter().map(Into::into).collect();
         let out = self
-            .with_instance(async |store, instance| {
-                indices
-                    .load(&mut *store, instance)?
-                    .call_select_credentials(&mut *store, &call_arg, principal_arg.as_ref(), &catalogue_arg)
-                    .await
+            .with_instance(async |w| {
+                let g = export(&mut w.credential, || indices.load(&mut w.store, &w.instance))?;
+                g.call_select_credentials(&mut w.store, &call_arg, principal_arg.as_ref(), &catalogue_arg).await
             })
             .await?;
         match out {
@@ -794,57 +815,5 @@ mod tests {
         let b = Binding::new(&engine, plugin, &settings);
         let err = b.classify(&request("/x").call).await.expect_err("bad settings");
         assert!(matches!(err, PolicyError::Guest { .. }), "{err}");
-    }
-}
-
-#[cfg(test)]
-mod phase_timing {
-    use super::*;
-
-    #[tokio::test]
-    #[ignore = "manual profiling aid"]
-    async fn phases() {
-        let engine =
-            PluginEngine::new(&PluginsConfig { instance_reuse: false, ..PluginsConfig::default() }).expect("engine");
-        let plugin = engine.load("c", super::super::builtin_bytes("rbac-authorizer").expect("b")).await.expect("load");
-        let binding = Binding::new(&engine, plugin, &BTreeMap::new());
-        let n = 2000;
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(empty_wasi());
-        }
-        println!("wasi ctx: {:?}", t.elapsed() / n);
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            binding.with_instance(async |_s, _i| Ok(())).await.expect("inst");
-        }
-        println!("store+instantiate: {:?}", t.elapsed() / n);
-        let req = id::AuthzRequest {
-            call: id::CallInfo {
-                protocol: id::Protocol::Http,
-                http_method: "GET".into(),
-                path: "/x".into(),
-                grpc_service: String::new(),
-                grpc_method: String::new(),
-                route: "r".into(),
-                authority: "a".into(),
-            },
-            classification: id::Classification { class: id::AuthClass::Unauthenticated, required_scopes: vec![] },
-            authentication: id::Authentication::anonymous(),
-        };
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            binding.authorize(&req).await.expect("authz");
-        }
-        println!("authorize: {:?}", t.elapsed() / n);
-        let reuse =
-            PluginEngine::new(&PluginsConfig { instance_reuse: true, ..PluginsConfig::default() }).expect("engine");
-        let plugin = reuse.load("c", super::super::builtin_bytes("rbac-authorizer").expect("b")).await.expect("load");
-        let binding = Binding::new(&reuse, plugin, &BTreeMap::new());
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            binding.authorize(&req).await.expect("authz");
-        }
-        println!("authorize (reuse): {:?}", t.elapsed() / n);
     }
 }

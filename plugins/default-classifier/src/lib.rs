@@ -27,7 +27,14 @@ struct Component;
 
 impl Guest for Component {
     fn classify(call: CallInfo) -> Result<Classification, PolicyError> {
-        let config = common::classifier::ClassifierConfig::from_settings(&host::get_config).map_err(error)?;
+        // Settings never change for the life of an instance (an instance
+        // serves one binding), so they are parsed once per instance.
+        static CONFIG: std::sync::OnceLock<Result<common::classifier::ClassifierConfig, common::PolicyError>> =
+            std::sync::OnceLock::new();
+        let config = CONFIG
+            .get_or_init(|| common::classifier::ClassifierConfig::from_settings(&host::get_config))
+            .as_ref()
+            .map_err(|e| error(e.clone()))?;
         let answer = config.classify(&call.path);
         Ok(Classification {
             class: match answer.class {

@@ -34,7 +34,14 @@ impl Guest for Component {
         principal: Option<Principal>,
         catalogue: Vec<CredentialInfo>,
     ) -> Result<Vec<CredentialUse>, PolicyError> {
-        let config = common::credentials::CredentialPolicyConfig::from_settings(&host::get_config).map_err(error)?;
+        // Settings never change for the life of an instance (an instance
+        // serves one binding), so they are parsed once per instance.
+        static CONFIG: std::sync::OnceLock<Result<common::credentials::CredentialPolicyConfig, common::PolicyError>> =
+            std::sync::OnceLock::new();
+        let config = CONFIG
+            .get_or_init(|| common::credentials::CredentialPolicyConfig::from_settings(&host::get_config))
+            .as_ref()
+            .map_err(|e| error(e.clone()))?;
         let principal = principal.map(|p| common::Principal {
             subject: p.subject,
             tenant: p.tenant,

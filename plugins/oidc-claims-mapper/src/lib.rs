@@ -30,7 +30,14 @@ impl Guest for Component {
     /// The settings are those of the binding serving `provider`, so the
     /// provider name itself is not needed.
     fn map_claims(_provider: String, claims: String) -> Result<Principal, PolicyError> {
-        let config = common::claims::MapperConfig::from_settings(&host::get_config).map_err(error)?;
+        // Settings never change for the life of an instance (an instance
+        // serves one binding), so they are parsed once per instance.
+        static CONFIG: std::sync::OnceLock<Result<common::claims::MapperConfig, common::PolicyError>> =
+            std::sync::OnceLock::new();
+        let config = CONFIG
+            .get_or_init(|| common::claims::MapperConfig::from_settings(&host::get_config))
+            .as_ref()
+            .map_err(|e| error(e.clone()))?;
         let p = config.map_claims(&claims).map_err(error)?;
         Ok(Principal { subject: p.subject, tenant: p.tenant, roles: p.roles, scopes: p.scopes, groups: p.groups })
     }

@@ -28,7 +28,14 @@ struct Component;
 
 impl Guest for Component {
     fn authorize(request: AuthzRequest) -> Result<Decision, PolicyError> {
-        let config = common::authorizer::AuthorizerConfig::from_settings(&host::get_config).map_err(error)?;
+        // Settings never change for the life of an instance (an instance
+        // serves one binding), so they are parsed once per instance.
+        static CONFIG: std::sync::OnceLock<Result<common::authorizer::AuthorizerConfig, common::PolicyError>> =
+            std::sync::OnceLock::new();
+        let config = CONFIG
+            .get_or_init(|| common::authorizer::AuthorizerConfig::from_settings(&host::get_config))
+            .as_ref()
+            .map_err(|e| error(e.clone()))?;
         let principal = request.authentication.principal.map(principal);
         let decision = config.authorize(&common::authorizer::AuthzInput {
             path: &request.call.path,
