@@ -74,44 +74,55 @@ fn call_info(parts: &http::request::Parts, route: &Route, grpc: bool) -> CallInf
     }
 }
 
-/// What the pipeline decided, for the decision log.
-struct Outcome<'a> {
+/// Writes the one decision log line (and metrics) of a call.
+struct DecisionLog<'a> {
     route: &'a str,
     path: &'a str,
-    class: Option<AuthClass>,
-    auth: Option<&'a Authentication>,
-    result: Result<(), Rejection>,
-    reason: &'a str,
+    started: Instant,
+    grpc: bool,
 }
 
-fn record(o: Outcome<'_>, started: Instant) {
-    let elapsed = started.elapsed();
-    metrics::pipeline_duration(elapsed.as_secs_f64());
-    let outcome = match o.result {
-        Ok(()) => "allow",
-        Err(r) => r.outcome(),
-    };
-    metrics::decision(o.route, outcome);
-    let (kind, subject, tenant) = match o.auth {
-        Some(a) => (
-            a.kind.as_str(),
-            a.principal.as_ref().map(|p| p.subject.as_str()).unwrap_or(""),
-            a.principal.as_ref().and_then(|p| p.tenant.as_deref()).unwrap_or(""),
-        ),
-        None => ("", "", ""),
-    };
-    tracing::info!(
-        target: "wasmgate::decision",
-        route = o.route,
-        path = o.path,
-        class = o.class.map(AuthClass::as_str).unwrap_or(""),
-        credential = kind,
-        subject,
-        tenant,
-        outcome,
-        reason = o.reason,
-        micros = elapsed.as_micros() as u64,
-    );
+impl DecisionLog<'_> {
+    fn record(
+        &self,
+        class: Option<AuthClass>,
+        auth: Option<&Authentication>,
+        result: Result<(), Rejection>,
+        reason: &str,
+    ) {
+        let elapsed = self.started.elapsed();
+        metrics::pipeline_duration(elapsed.as_secs_f64());
+        let outcome = match result {
+            Ok(()) => "allow",
+            Err(r) => r.outcome(),
+        };
+        metrics::decision(self.route, outcome);
+        let principal = auth.and_then(|a| a.principal.as_ref());
+        tracing::info!(
+            target: "wasmgate::decision",
+            route = self.route,
+            path = self.path,
+            class = class.map(AuthClass::as_str).unwrap_or(""),
+            credential = auth.map(|a| a.kind.as_str()).unwrap_or(""),
+            subject = principal.map(|p| p.subject.as_str()).unwrap_or(""),
+            tenant = principal.and_then(|p| p.tenant.as_deref()).unwrap_or(""),
+            outcome,
+            reason,
+            micros = elapsed.as_micros() as u64,
+        );
+    }
+
+    /// Records a rejection and answers it.
+    fn reject(
+        &self,
+        class: Option<AuthClass>,
+        auth: Option<&Authentication>,
+        r: Rejection,
+        reason: &str,
+    ) -> Response<Body> {
+        self.record(class, auth, Err(r), reason);
+        r.into_response(self.grpc)
+    }
 }
 
 /// Handles one gateway call.
@@ -124,60 +135,30 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Bo
 
     let path = parts.uri.path().to_owned();
     let Some((route_idx, route)) = state.routes.find(&path) else {
-        let r = Rejection::NoRoute;
-        record(
-            Outcome { route: "", path: &path, class: None, auth: None, result: Err(r), reason: "no route" },
-            started,
-        );
-        return r.into_response(grpc);
+        let log = DecisionLog { route: "", path: &path, started, grpc };
+        return log.reject(None, None, Rejection::NoRoute, "no route");
     };
+    let log = DecisionLog { route: &route.cfg.name, path: &path, started, grpc };
     let call = call_info(&parts, route, grpc);
     let policy = state.policy.load_full();
 
     // 2. classify (cached per generation, route, method and path).
     let classification = classify(&state.caches, &policy, route_idx, &parts.method, &call).await;
+    let class = Some(classification.class);
 
     // 3. authenticate by class.
     let presented = state.auth.extract(&parts.headers, &parts.uri, route.cfg.allow_query_token);
     let authenticated = match state.auth.authenticate(classification.class, &presented).await {
         Ok(a) => a,
-        Err(e) => {
-            let r = Rejection::from(&e);
-            record(
-                Outcome {
-                    route: &route.cfg.name,
-                    path: &path,
-                    class: Some(classification.class),
-                    auth: None,
-                    result: Err(r),
-                    reason: &e.to_string(),
-                },
-                started,
-            );
-            return r.into_response(grpc);
-        }
+        Err(e) => return log.reject(class, None, Rejection::from(&e), &e.to_string()),
     };
 
     // 4. map claims to a principal (cached per token until it expires).
-    let authentication =
-        match authentication_of(&state, &policy, &authenticated, presented.bearer().map(|(t, _)| t.expose())).await {
-            Ok(a) => a,
-            Err(reason) => {
-                let r = Rejection::Forbidden;
-                record(
-                    Outcome {
-                        route: &route.cfg.name,
-                        path: &path,
-                        class: Some(classification.class),
-                        auth: None,
-                        result: Err(r),
-                        reason: &reason,
-                    },
-                    started,
-                );
-                return r.into_response(grpc);
-            }
-        };
+    let token = presented.bearer().map(|(t, _)| t.expose());
+    let authentication = match authentication_of(&state, &policy, &authenticated, token).await {
+        Ok(a) => a,
+        Err(reason) => return log.reject(class, None, Rejection::Forbidden, &reason),
+    };
 
     // 5. authorize; any failure of the component denies.
     let request = AuthzRequest { call, classification, authentication };
@@ -187,34 +168,12 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Bo
         Err(e) => Err(format!("failed closed: {e}")),
     };
     if let Err(reason) = verdict {
-        let r = Rejection::Forbidden;
-        record(
-            Outcome {
-                route: &route.cfg.name,
-                path: &path,
-                class: Some(request.classification.class),
-                auth: Some(&request.authentication),
-                result: Err(r),
-                reason: &reason,
-            },
-            started,
-        );
-        return r.into_response(grpc);
+        return log.reject(class, Some(&request.authentication), Rejection::Forbidden, &reason);
     }
 
     // 7. forward with the gateway's identity headers and no client credentials.
     prepare_upstream_request(&state, route, &mut parts, &request.authentication);
-    record(
-        Outcome {
-            route: &route.cfg.name,
-            path: &path,
-            class: Some(request.classification.class),
-            auth: Some(&request.authentication),
-            result: Ok(()),
-            reason: "",
-        },
-        started,
-    );
+    log.record(class, Some(&request.authentication), Ok(()), "");
     let client_authority = request.call.authority.clone();
     let upstream = &state.upstreams[route_idx];
     match upstream.send(Request::from_parts(parts, body), Some(&client_authority)).await {
