@@ -1,6 +1,7 @@
 //! One call to each default component, and the whole policy stage
-//! (classify + map + authorize), each in a fresh instance as on the request
-//! path. Run: `cargo bench -p wasmgate --bench policy`.
+//! (classify + map + authorize), with instance reuse (the default) and with
+//! a fresh instance per call (`plugins.instance_reuse: false`), side by side.
+//! Run: `cargo bench -p wasmgate --bench policy`.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -18,8 +19,15 @@ fn settings(v: serde_json::Value) -> BTreeMap<String, serde_json::Value> {
 }
 
 fn bench(c: &mut Criterion) {
+    run(c, true);
+    run(c, false);
+}
+
+fn run(c: &mut Criterion, reuse: bool) {
+    let mode = if reuse { "reuse" } else { "fresh" };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let engine = PluginEngine::new(&PluginsConfig::default()).expect("engine");
+    let engine =
+        PluginEngine::new(&PluginsConfig { instance_reuse: reuse, ..PluginsConfig::default() }).expect("engine");
     let load = |name: &str| rt.block_on(engine.load(name, builtin_bytes(name).expect("embedded"))).expect("load");
 
     let classifier = Binding::new(
@@ -67,10 +75,10 @@ fn bench(c: &mut Criterion) {
     .to_string();
     let catalogue = vec![CredentialInfo { name: "registry".into(), scopes: vec!["pull".into()] }];
 
-    c.bench_function("classifier/classify", |b| {
+    c.bench_function(&format!("{mode}/classifier/classify"), |b| {
         b.to_async(&rt).iter(|| async { classifier.classify(black_box(&call)).await.expect("classify") })
     });
-    c.bench_function("claims-mapper/map-claims", |b| {
+    c.bench_function(&format!("{mode}/claims-mapper/map-claims"), |b| {
         b.to_async(&rt).iter(|| async { mapper.map_claims("dev", black_box(&claims)).await.expect("map") })
     });
     let principal = rt.block_on(mapper.map_claims("dev", &claims)).expect("map");
@@ -85,15 +93,15 @@ fn bench(c: &mut Criterion) {
         },
     };
     assert_eq!(rt.block_on(authorizer.authorize(&request)).expect("authorize"), Decision::Allow);
-    c.bench_function("authorizer/authorize", |b| {
+    c.bench_function(&format!("{mode}/authorizer/authorize"), |b| {
         b.to_async(&rt).iter(|| async { authorizer.authorize(black_box(&request)).await.expect("authz") })
     });
-    c.bench_function("credential-policy/select-credentials", |b| {
+    c.bench_function(&format!("{mode}/credential-policy/select-credentials"), |b| {
         b.to_async(&rt).iter(|| async {
             credentials.select_credentials(black_box(&call), Some(&principal), &catalogue).await.expect("select")
         })
     });
-    c.bench_function("policy-stage/classify+map+authorize", |b| {
+    c.bench_function(&format!("{mode}/policy-stage/classify+map+authorize"), |b| {
         b.to_async(&rt).iter(|| async {
             let classification = classifier.classify(black_box(&call)).await.expect("classify");
             let principal = mapper.map_claims("dev", black_box(&claims)).await.expect("map");
