@@ -33,6 +33,9 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         providers = cfg.auth.providers.len(),
         "wasmgate serving"
     );
+    let config_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    crate::reload::spawn(gateway.clone(), config_path, cfg.plugins.dir.clone())
+        .context("watch the config and plugin folders")?;
     gateway.serve(listener, shutdown_signal()).await?;
     tracing::info!("wasmgate stopped");
     Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@
 //! - [`tokens`]: the gateway's own HMAC tokens.
 //! - [`plugins`]: the WebAssembly component host and the policy set.
 //! - [`server`]: listeners, the request pipeline, forwarding, error mapping.
+//! - [`reload`]: live policy reload (folder watch, SIGHUP).
 //! - [`admin`]: the admin listener (metrics, loaded components).
 //! - [`metrics`]: Prometheus metrics.
 
@@ -19,5 +20,6 @@ pub mod demo;
 pub mod identity;
 pub mod metrics;
 pub mod plugins;
+pub mod reload;
 pub mod server;
 pub mod tokens;

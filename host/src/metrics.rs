@@ -20,11 +20,17 @@ struct DecisionLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: String,
+}
+
 struct Metrics {
     registry: Registry,
     policy_failures: Family<PolicyFailureLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
     pipeline_seconds: Histogram,
+    reloads: Family<ReloadLabels, Counter>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -45,7 +51,9 @@ fn metrics() -> &'static Metrics {
             "Time from request to forwarding decision (authentication and policy)",
             pipeline_seconds.clone(),
         );
-        Metrics { registry, policy_failures, decisions, pipeline_seconds }
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register("policy_reloads", "Policy reload attempts by result", reloads.clone());
+        Metrics { registry, policy_failures, decisions, pipeline_seconds, reloads }
     })
 }
 
@@ -60,6 +68,11 @@ pub fn policy_failure(plugin: &str, kind: &str) {
 /// Counts a decision (`allow`, `unauthenticated`, `forbidden`, `unavailable`, ...).
 pub fn decision(route: &str, outcome: &str) {
     metrics().decisions.get_or_create(&DecisionLabels { route: route.to_owned(), outcome: outcome.to_owned() }).inc();
+}
+
+/// Counts a policy reload attempt (`success` or `failure`).
+pub fn reload(result: &str) {
+    metrics().reloads.get_or_create(&ReloadLabels { result: result.to_owned() }).inc();
 }
 
 /// Records the pipeline's duration.

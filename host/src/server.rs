@@ -59,8 +59,7 @@ struct State {
     cookie_name: Option<String>,
     query_param: Option<String>,
     caches: pipeline::Caches,
-    // Kept alive for the policy set's lifetime (epoch ticker).
-    _engine: PluginEngine,
+    engine: PluginEngine,
 }
 
 /// A configured gateway, ready to serve.
@@ -93,7 +92,7 @@ impl Gateway {
                 cookie_name: cfg.auth.cookie.clone(),
                 query_param: cfg.auth.query_parameter.clone(),
                 caches: pipeline::Caches::new(),
-                _engine: engine,
+                engine,
             }),
         })
     }
@@ -107,6 +106,18 @@ impl Gateway {
     /// The current policy set.
     pub fn policy(&self) -> Arc<PolicySet> {
         self.state.policy.load_full()
+    }
+
+    /// Builds a new policy set from `cfg` off the request path and swaps it
+    /// in atomically; calls in flight finish on the set they started with.
+    /// On any failure the current set keeps serving. Only the policy
+    /// bindings and components are reloaded; other settings need a restart.
+    pub async fn reload_policy(&self, cfg: &Config) -> Result<u64, StartError> {
+        cfg.validate()?;
+        let generation = self.state.policy.load().generation() + 1;
+        let set = PolicySet::build(&self.state.engine, cfg, generation).await?;
+        self.state.policy.store(Arc::new(set));
+        Ok(generation)
     }
 
     /// The axum router: health endpoints, then every other path through the

@@ -317,3 +317,50 @@ async fn tls_listener_serves_http1_and_h2_via_alpn() {
         assert_eq!(r.status(), 401);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_swapped_in_the_plugin_folder_serves_the_next_call() {
+    let plugins = tempfile::tempdir().expect("tempdir");
+    let authz = plugins.path().join("authz.wasm");
+    let replace = |bytes: &[u8]| {
+        // Write beside, then rename: what an operator or a ConfigMap does.
+        let tmp = plugins.path().join(".authz.wasm.tmp");
+        std::fs::write(&tmp, bytes).expect("write");
+        std::fs::rename(&tmp, &authz).expect("rename");
+    };
+    replace(wasmgate::plugins::builtin_bytes("rbac-authorizer").expect("embedded"));
+    let dir = plugins.path().display().to_string();
+    let env = start(|y| {
+        y.replacen("policy:", &format!("plugins:\n  dir: \"{dir}\"\npolicy:"), 1)
+            .replace("plugin: builtin:rbac-authorizer", "plugin: authz.wasm")
+    })
+    .await;
+    let c = http();
+    let put = || {
+        c.put(env.url("/v1/config"))
+            .bearer_auth(env.user())
+            .json(&serde_json::json!({"max_sandboxes": 7, "default_image": "x"}))
+            .send()
+    };
+    assert_eq!(put().await.expect("send").status(), 403, "rbac: a user may not call an admin method");
+
+    // The fixture allows everything but its misbehaviour paths.
+    replace(&std::fs::read(support::fixture("misbehaving_authorizer")).expect("fixture"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = put().await.expect("send").status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 403, "only the old or the new decision, never a failure");
+        assert!(Instant::now() < deadline, "swap not live within 10 s; log:\n{}", env.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A broken candidate is rejected and the last good one keeps serving.
+    replace(b"not a component");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(put().await.expect("send").status(), 200);
+    let logs = env.logs();
+    assert!(logs.contains("policy reload rejected") && logs.contains("authz"), "{logs}");
+}
