@@ -1,17 +1,40 @@
-//! The admin listener: Prometheus metrics and the loaded policy components.
-//! Separate from the main listener and unauthenticated, so it binds loopback
-//! by default.
+//! The admin listener: Prometheus metrics, the loaded policy components and
+//! a reload trigger. Separate from the main listener and unauthenticated, so
+//! it binds loopback by default.
+
+use std::path::PathBuf;
 
 use axum::Router;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::server::Gateway;
 
-/// The admin routes: `GET /metrics` (Prometheus text) and `GET /admin/plugins`.
-pub fn router(gateway: Gateway) -> Router {
+/// The admin routes: `GET /metrics` (Prometheus text), `GET /admin/plugins`
+/// and `POST /admin/reload` (reload the policy from `config_path`).
+pub fn router(gateway: Gateway, config_path: PathBuf) -> Router {
+    let reloader = gateway.clone();
     Router::new()
+        .route(
+            "/admin/reload",
+            post(move || {
+                let (gateway, path) = (reloader.clone(), config_path.clone());
+                async move {
+                    match crate::reload::reload(&gateway, &path).await {
+                        Ok(generation) => {
+                            crate::metrics::reload("success");
+                            (StatusCode::OK, axum::Json(serde_json::json!({ "generation": generation })))
+                        }
+                        Err(error) => {
+                            crate::metrics::reload("failure");
+                            tracing::error!(%error, "policy reload rejected; the previous policy keeps serving");
+                            (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(serde_json::json!({ "error": error })))
+                        }
+                    }
+                }
+            }),
+        )
         .route(
             "/metrics",
             get(|| async {
@@ -37,15 +60,18 @@ pub fn router(gateway: Gateway) -> Router {
                             })
                         })
                         .collect();
-                    axum::Json(serde_json::json!({ "generation": policy.generation(), "plugins": plugins }))
-                        .into_response()
+                    let status = gateway.reload_status();
+                    axum::Json(
+                        serde_json::json!({ "generation": policy.generation(), "reload": status, "plugins": plugins }),
+                    )
+                    .into_response()
                 }
             }),
         )
 }
 
 /// Serves the admin routes on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway, config_path: PathBuf) -> std::io::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "admin listener (metrics, plugins)");
-    axum::serve(listener, router(gateway)).await
+    axum::serve(listener, router(gateway, config_path)).await
 }

@@ -15,13 +15,14 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let gateway = Gateway::new(&cfg).await?;
     let tls = cfg.tls.as_ref().map(|t| TlsFiles { cert: t.cert.clone(), key: t.key.clone() });
     let listener = Listener::bind(cfg.listen, tls.as_ref()).await?;
+    let config_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     if let Some(admin) = &cfg.admin {
         let listener = tokio::net::TcpListener::bind(admin.listen)
             .await
             .with_context(|| format!("cannot bind the admin listener on {}", admin.listen))?;
-        let gateway = gateway.clone();
+        let (gateway, config_path) = (gateway.clone(), config_path.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::admin::serve(listener, gateway).await {
+            if let Err(e) = crate::admin::serve(listener, gateway, config_path).await {
                 tracing::error!(error = %e, "admin listener stopped");
             }
         });
@@ -33,7 +34,6 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         providers = cfg.auth.providers.len(),
         "wasmgate serving"
     );
-    let config_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     crate::reload::spawn(gateway.clone(), config_path, cfg.plugins.dir.clone())
         .context("watch the config and plugin folders")?;
     gateway.serve(listener, shutdown_signal()).await?;

@@ -104,7 +104,9 @@ async fn run(
     }
 }
 
-async fn reload(gateway: &Gateway, config_path: &Path) -> Result<u64, String> {
+/// Reads the config file and reloads the policy from it; the error says why
+/// a candidate was rejected.
+pub async fn reload(gateway: &Gateway, config_path: &Path) -> Result<u64, String> {
     let cfg = Config::load(config_path).map_err(|e| e.to_string())?;
     gateway.reload_policy(&cfg).await.map_err(|e| e.to_string())
 }

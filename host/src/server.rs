@@ -54,6 +54,7 @@ struct State {
     upstreams: Vec<forward::Upstream>,
     auth: Authenticator,
     policy: ArcSwap<PolicySet>,
+    reloads: std::sync::Mutex<ReloadStatus>,
     strip: IdentityStripper,
     sandbox_header: http::HeaderName,
     cookie_name: Option<String>,
@@ -87,6 +88,11 @@ impl Gateway {
                 upstreams,
                 auth,
                 policy: ArcSwap::from_pointee(policy),
+                reloads: std::sync::Mutex::new(ReloadStatus {
+                    generation: 1,
+                    loaded_at_unix: unix_now(),
+                    ..ReloadStatus::default()
+                }),
                 strip: IdentityStripper::new(&cfg.identity_headers),
                 sandbox_header,
                 cookie_name: cfg.auth.cookie.clone(),
@@ -113,11 +119,35 @@ impl Gateway {
     /// On any failure the current set keeps serving. Only the policy
     /// bindings and components are reloaded; other settings need a restart.
     pub async fn reload_policy(&self, cfg: &Config) -> Result<u64, StartError> {
+        let result = self.build_policy(cfg).await;
+        if let Ok(mut status) = self.state.reloads.lock() {
+            match &result {
+                Ok(generation) => {
+                    status.generation = *generation;
+                    status.loaded_at_unix = unix_now();
+                    status.consecutive_failures = 0;
+                }
+                Err(e) => {
+                    status.last_error = Some(e.to_string());
+                    status.last_error_at_unix = Some(unix_now());
+                    status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+                }
+            }
+        }
+        result
+    }
+
+    async fn build_policy(&self, cfg: &Config) -> Result<u64, StartError> {
         cfg.validate()?;
         let generation = self.state.policy.load().generation() + 1;
         let set = PolicySet::build(&self.state.engine, cfg, generation).await?;
         self.state.policy.store(Arc::new(set));
         Ok(generation)
+    }
+
+    /// The outcome of policy loads so far.
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.state.reloads.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// The axum router: health endpoints, then every other path through the
@@ -145,6 +175,25 @@ impl Gateway {
     pub async fn serve(&self, listener: Listener, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         listener.serve(self.router(), shutdown).await
     }
+}
+
+/// What the last policy loads did, for the admin surface.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadStatus {
+    /// Generation of the policy set serving now.
+    pub generation: u64,
+    /// When it was loaded (Unix seconds).
+    pub loaded_at_unix: u64,
+    /// The last rejected candidate's reason.
+    pub last_error: Option<String>,
+    /// When that was (Unix seconds).
+    pub last_error_at_unix: Option<u64>,
+    /// Rejected candidates since the last successful load.
+    pub consecutive_failures: u32,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn readyz(state: &State) -> (StatusCode, String) {

@@ -330,8 +330,9 @@ async fn a_component_swapped_in_the_plugin_folder_serves_the_next_call() {
     };
     replace(wasmgate::plugins::builtin_bytes("rbac-authorizer").expect("embedded"));
     let dir = plugins.path().display().to_string();
+    let admin = support::free_port();
     let env = start(|y| {
-        y.replacen("policy:", &format!("plugins:\n  dir: \"{dir}\"\npolicy:"), 1)
+        y.replacen("policy:", &format!("admin: {{ listen: \"{admin}\" }}\nplugins:\n  dir: \"{dir}\"\npolicy:"), 1)
             .replace("plugin: builtin:rbac-authorizer", "plugin: authz.wasm")
     })
     .await;
@@ -363,4 +364,17 @@ async fn a_component_swapped_in_the_plugin_folder_serves_the_next_call() {
     assert_eq!(put().await.expect("send").status(), 200);
     let logs = env.logs();
     assert!(logs.contains("policy reload rejected") && logs.contains("authz"), "{logs}");
+
+    // The admin surface shows the rejection; a forced reload reports the reason too.
+    let status: serde_json::Value =
+        c.get(format!("http://{admin}/admin/plugins")).send().await.expect("admin").json().await.expect("json");
+    assert!(status["reload"]["last_error"].as_str().is_some_and(|e| e.contains("authz")), "{status}");
+    assert!(status["reload"]["consecutive_failures"].as_u64() >= Some(1), "{status}");
+    let r = c.post(format!("http://{admin}/admin/reload")).send().await.expect("reload");
+    assert_eq!(r.status(), 422);
+    replace(wasmgate::plugins::builtin_bytes("rbac-authorizer").expect("embedded"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = c.post(format!("http://{admin}/admin/reload")).send().await.expect("reload");
+    assert_eq!(r.status(), 200);
+    assert_eq!(put().await.expect("send").status(), 403, "rbac is back");
 }
