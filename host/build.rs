@@ -19,6 +19,8 @@ const ARTIFACTS: &[&str] = &[
     "default_credential_policy",
     "misbehaving_authorizer",
     "wrong_world",
+    "versioned_mapper",
+    "trap_on_instantiate",
 ];
 
 fn main() {
