@@ -49,21 +49,49 @@ pub fn router(gateway: Gateway, config_path: PathBuf) -> Router {
             get(move || {
                 let policy = gateway.policy();
                 async move {
+                    let bindings = policy.bindings();
                     let plugins: Vec<_> = policy
                         .plugins()
                         .iter()
-                        .map(|p| {
+                        .map(|l| {
+                            let p = &l.plugin;
+                            let bound: Vec<_> = bindings
+                                .iter()
+                                .filter_map(|b| {
+                                    let as_shadow = b.shadow.as_deref() == Some(p.name());
+                                    (b.plugin == p.name() || as_shadow).then(
+                                        || serde_json::json!({ "role": b.role, "scope": b.scope, "shadow": as_shadow }),
+                                    )
+                                })
+                                .collect();
+                            let disagreements: u64 = bindings
+                                .iter()
+                                .filter(|b| b.shadow.as_deref() == Some(p.name()))
+                                .filter_map(|b| b.shadow_counts.map(|c| c.disagreements))
+                                .sum();
+                            let last_error =
+                                p.last_error().map(|(error, at)| serde_json::json!({ "error": error, "at_unix": at }));
                             serde_json::json!({
                                 "name": p.name(),
+                                "source": l.source,
                                 "sha256": p.sha256(),
+                                "wit": crate::plugins::WIT_PACKAGE,
                                 "exports": p.exports().iter().map(|i| i.wit_name()).collect::<Vec<_>>(),
+                                "bindings": bound,
+                                "loaded_at_unix": l.loaded_at_unix,
+                                "golden_cases": l.golden_cases,
+                                "last_error": last_error,
+                                "shadow_disagreements": disagreements,
                             })
                         })
                         .collect();
                     let status = gateway.reload_status();
-                    axum::Json(
-                        serde_json::json!({ "generation": policy.generation(), "reload": status, "plugins": plugins }),
-                    )
+                    axum::Json(serde_json::json!({
+                        "generation": policy.generation(),
+                        "reload": status,
+                        "plugins": plugins,
+                        "bindings": bindings,
+                    }))
                     .into_response()
                 }
             }),

@@ -1,4 +1,4 @@
-//! The edges of the command line: `serve` and `plugin check`.
+//! The edges of the command line: `serve`, `plugin check` and `plugin test`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::{Config, PluginsConfig};
-use crate::plugins::PluginEngine;
+use crate::plugins::{CaseFile, PluginEngine};
 use crate::server::{Gateway, Listener, TlsFiles};
 
 /// `wasmgate serve --config FILE`.
@@ -64,16 +64,53 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: draining connections");
 }
 
-/// `wasmgate plugin check FILE`: exit 0 and the exports, or exit 1 and why not.
-pub async fn plugin_check(file: &Path) -> anyhow::Result<ExitCode> {
-    let engine = PluginEngine::new(&PluginsConfig::default())?;
+/// Limits for the offline plugin commands, as `plugins:` in the config.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginLimits {
+    /// `plugins.max_memory_bytes`.
+    pub max_memory_bytes: usize,
+    /// `plugins.deadline_ms`.
+    pub deadline_ms: u64,
+}
+
+impl PluginLimits {
+    fn engine(self) -> anyhow::Result<PluginEngine> {
+        let cfg = PluginsConfig {
+            max_memory_bytes: self.max_memory_bytes,
+            deadline_ms: self.deadline_ms,
+            max_instances: 16,
+            ..PluginsConfig::default()
+        };
+        Ok(PluginEngine::new(&cfg)?)
+    }
+}
+
+/// `wasmgate plugin check FILE`: exit 0 with the WIT package, the exports
+/// and the golden cases beside it, or exit 1 and why it cannot be used.
+pub async fn plugin_check(file: &Path, limits: PluginLimits) -> anyhow::Result<ExitCode> {
+    let engine = limits.engine()?;
     match engine.load_file(file).await {
         Ok(plugin) => {
-            println!("{}: usable policy component (wasmgate:policy@0.1.0)", file.display());
+            println!("{}: usable policy component", file.display());
+            println!("  wit:     {}", crate::plugins::WIT_PACKAGE);
             println!("  sha256:  {}", plugin.sha256());
+            println!("  size:    {} bytes", std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
             println!("  exports: {}", plugin.exports());
             for iface in plugin.exports().iter() {
                 println!("    - {}", iface.wit_name());
+            }
+            let cases = crate::plugins::cases_path_for(file);
+            match CaseFile::beside(file) {
+                Ok(Some(c)) => println!(
+                    "  golden cases: {} in {} (run them with `wasmgate plugin test`)",
+                    c.len(),
+                    cases.display()
+                ),
+                Ok(None) => println!("  golden cases: none ({} does not exist)", cases.display()),
+                Err(e) => {
+                    println!("  golden cases: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -82,4 +119,31 @@ pub async fn plugin_check(file: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `wasmgate plugin test FILE [--cases CASES]`: runs the golden cases and
+/// exits 1 if any case fails or the component cannot be loaded.
+pub async fn plugin_test(file: &Path, cases: Option<&Path>, limits: PluginLimits) -> anyhow::Result<ExitCode> {
+    let cases_path = cases.map(Path::to_owned).unwrap_or_else(|| crate::plugins::cases_path_for(file));
+    let cases = CaseFile::load(&cases_path)?;
+    let engine = limits.engine()?;
+    let plugin = match engine.load_file(file).await {
+        Ok(p) => p,
+        Err(e) => {
+            println!("{}: cannot be used: {e}", file.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!("{} ({}) against {}", file.display(), plugin.exports(), cases_path.display());
+    let started = std::time::Instant::now();
+    let results = cases.run(&engine, &plugin).await;
+    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    for r in &results {
+        match &r.failure {
+            None => println!("  ok    {}", r.name),
+            Some(why) => println!("  FAIL  {}: {why}", r.name),
+        }
+    }
+    println!("{} passed, {failed} failed ({} ms)", results.len() - failed, started.elapsed().as_millis());
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

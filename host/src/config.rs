@@ -258,6 +258,13 @@ pub struct PluginsConfig {
     /// (after any failure the instance is dropped). Off: a fresh instance
     /// per call, so no state can survive between calls.
     pub instance_reuse: bool,
+    /// Folder of the precompile cache: compiled components keyed by their
+    /// SHA-256 and the engine's compatibility hash, so a restart or a swap
+    /// back to a known component skips compilation. Created `0700`; refused
+    /// if it is a symlink, not owned by the gateway's user, or open to
+    /// group or others (loading a cached artifact runs its native code).
+    /// Off when unset.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for PluginsConfig {
@@ -268,6 +275,7 @@ impl Default for PluginsConfig {
             max_memory_bytes: 16 * 1024 * 1024,
             max_instances: 1000,
             instance_reuse: true,
+            cache_dir: None,
         }
     }
 }
@@ -289,13 +297,43 @@ pub struct BindingConfig {
     /// Settings the component reads with `host.get-config`.
     #[serde(default)]
     pub settings: BTreeMap<String, serde_json::Value>,
+    /// A component evaluated next to this one on live traffic: its answer
+    /// is compared, logged and counted, and never changes the outcome.
+    #[serde(default)]
+    pub shadow: Option<ShadowConfig>,
 }
 
 impl BindingConfig {
     /// A binding of an embedded component with no settings.
     pub fn builtin(name: &str) -> Self {
-        Self { plugin: format!("builtin:{name}"), settings: BTreeMap::new() }
+        Self { plugin: format!("builtin:{name}"), settings: BTreeMap::new(), shadow: None }
     }
+}
+
+/// The shadow of a binding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// `builtin:NAME` or a component path, as for the binding itself.
+    pub plugin: String,
+    /// Its settings; the active binding's settings when absent.
+    #[serde(default)]
+    pub settings: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// Per-tenant overrides of the global authorizer and credential policy.
+/// The tenant is the one the claims-mapper (or a gateway token) assigned
+/// to the principal; calls without a principal or tenant use the global
+/// bindings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPolicyConfig {
+    /// The authorizer for this tenant's principals.
+    #[serde(default)]
+    pub authorizer: Option<BindingConfig>,
+    /// The credential policy for this tenant's principals.
+    #[serde(default)]
+    pub credential_policy: Option<BindingConfig>,
 }
 
 /// The global policy bindings.
@@ -308,6 +346,8 @@ pub struct PolicyConfig {
     pub authorizer: BindingConfig,
     /// The credential policy.
     pub credential_policy: BindingConfig,
+    /// Overrides of `authorizer` and `credential_policy` per tenant name.
+    pub tenants: BTreeMap<String, TenantPolicyConfig>,
 }
 
 impl Default for PolicyConfig {
@@ -316,6 +356,7 @@ impl Default for PolicyConfig {
             classifier: BindingConfig::builtin("default-classifier"),
             authorizer: BindingConfig::builtin("rbac-authorizer"),
             credential_policy: BindingConfig::builtin("default-credential-policy"),
+            tenants: BTreeMap::new(),
         }
     }
 }
@@ -384,6 +425,12 @@ impl Config {
         {
             cfg.plugins.dir = Some(parent.join(dir));
         }
+        if let Some(dir) = &cfg.plugins.cache_dir
+            && dir.is_relative()
+            && let Some(parent) = path.parent()
+        {
+            cfg.plugins.cache_dir = Some(parent.join(dir));
+        }
         Ok(cfg)
     }
 
@@ -434,6 +481,14 @@ impl Config {
         }
         if self.plugins.max_memory_bytes < 1 << 20 {
             return invalid("plugins.max_memory_bytes must be at least 1 MiB".to_owned());
+        }
+        for (tenant, t) in &self.policy.tenants {
+            if tenant.is_empty() || tenant.len() > 256 {
+                return invalid(format!("policy.tenants: tenant name {tenant:?} must be 1..=256 bytes"));
+            }
+            if t.authorizer.is_none() && t.credential_policy.is_none() {
+                return invalid(format!("policy.tenants.{tenant} overrides nothing"));
+            }
         }
         let mut route_names = std::collections::HashSet::new();
         for r in &self.routes {

@@ -73,11 +73,41 @@ enum DemoAction {
 
 #[derive(Debug, Subcommand)]
 enum PluginAction {
-    /// Print the policy interfaces a component exports, or why it cannot be used.
+    /// Print the WIT package and policy interfaces a component exports, or
+    /// why it cannot be used.
     Check {
         /// The component file.
         file: PathBuf,
+        #[command(flatten)]
+        limits: Limits,
     },
+    /// Run a component's golden cases; exits non-zero on any mismatch.
+    Test {
+        /// The component file.
+        file: PathBuf,
+        /// The cases file (default: NAME.cases.yaml beside NAME.wasm).
+        #[arg(long)]
+        cases: Option<PathBuf>,
+        #[command(flatten)]
+        limits: Limits,
+    },
+}
+
+/// The limits a gateway would apply (`plugins:` in the config).
+#[derive(Debug, clap::Args)]
+struct Limits {
+    /// Linear memory cap of one instance, bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    max_memory_bytes: usize,
+    /// Deadline of one call, milliseconds.
+    #[arg(long, default_value_t = 50)]
+    deadline_ms: u64,
+}
+
+impl From<Limits> for wasmgate::cli::PluginLimits {
+    fn from(l: Limits) -> Self {
+        Self { max_memory_bytes: l.max_memory_bytes, deadline_ms: l.deadline_ms }
+    }
 }
 
 fn main() -> ExitCode {
@@ -96,7 +126,12 @@ fn main() -> ExitCode {
             Command::Demo { listen, action: None } => wasmgate::demo::run(listen).await,
             Command::Demo { action: Some(DemoAction::Call(args)), .. } => wasmgate::demo::call(args).await,
             Command::DevIssuer { port, tokens, out } => wasmgate::demo::dev_issuer(port, tokens, &out).await,
-            Command::Plugin { action: PluginAction::Check { file } } => wasmgate::cli::plugin_check(&file).await,
+            Command::Plugin { action: PluginAction::Check { file, limits } } => {
+                wasmgate::cli::plugin_check(&file, limits.into()).await
+            }
+            Command::Plugin { action: PluginAction::Test { file, cases, limits } } => {
+                wasmgate::cli::plugin_test(&file, cases.as_deref(), limits.into()).await
+            }
         }
     });
     match result {

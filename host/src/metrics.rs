@@ -25,7 +25,16 @@ struct ReloadLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    role: String,
+    active: String,
+    shadow: String,
+    result: String,
+}
+
 struct Metrics {
+    shadow: Family<ShadowLabels, Counter>,
     registry: Registry,
     policy_failures: Family<PolicyFailureLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
@@ -53,7 +62,13 @@ fn metrics() -> &'static Metrics {
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("policy_reloads", "Policy reload attempts by result", reloads.clone());
-        Metrics { registry, policy_failures, decisions, pipeline_seconds, reloads }
+        let shadow = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "shadow_evaluations",
+            "Shadow policy evaluations by role, active and shadow component, and result (agree, disagree, skipped)",
+            shadow.clone(),
+        );
+        Metrics { shadow, registry, policy_failures, decisions, pipeline_seconds, reloads }
     })
 }
 
@@ -73,6 +88,19 @@ pub fn decision(route: &str, outcome: &str) {
 /// Counts a policy reload attempt (`success` or `failure`).
 pub fn reload(result: &str) {
     metrics().reloads.get_or_create(&ReloadLabels { result: result.to_owned() }).inc();
+}
+
+/// Counts a shadow evaluation (`agree`, `disagree` or `skipped`).
+pub fn shadow(role: &str, active: &str, shadow: &str, result: &str) {
+    metrics()
+        .shadow
+        .get_or_create(&ShadowLabels {
+            role: role.to_owned(),
+            active: active.to_owned(),
+            shadow: shadow.to_owned(),
+            result: result.to_owned(),
+        })
+        .inc();
 }
 
 /// Records the pipeline's duration.

@@ -7,21 +7,35 @@
 //!   the interfaces it exports.
 //! - [`Binding`] is a plugin bound to a role with its settings; its methods
 //!   run one policy call each, in a fresh store, and validate the result.
-//! - [`PolicySet`] is the immutable snapshot of every binding the gateway
+//! - [`Slot`] is the binding serving a role in one scope (global, a route,
+//!   a provider, a tenant) with an optional shadow binding evaluated next to
+//!   it.
+//! - [`PolicySet`] is the immutable snapshot of every slot the gateway
 //!   uses; the server swaps whole snapshots.
+//! - [`CaseFile`] holds a component's golden cases; a candidate that fails
+//!   one is rejected.
 //!
 //! Every failure (trap, deadline, memory cap, `policy-error`, malformed
 //! result) is returned as a [`PolicyError`] and counted; callers fail closed.
 
 mod bindings;
 mod builtin;
+mod cache;
+mod cases;
 mod engine;
 mod policy_set;
+mod slot;
 mod validate;
 
 pub use builtin::{BUILTINS, builtin_bytes, fixture_path};
+pub use cache::CacheError;
+pub use cases::{CaseFile, CaseResult, CasesError, cases_path_for};
 pub use engine::{Binding, Exports, Interface, Plugin, PluginEngine};
-pub use policy_set::PolicySet;
+pub use policy_set::{BindingInfo, LoadedPlugin, PolicySet};
+pub use slot::{MAX_SHADOW_IN_FLIGHT, Scope, ShadowCounts, Slot};
+
+/// The WIT package every policy interface belongs to.
+pub const WIT_PACKAGE: &str = "wasmgate:policy@0.1.0";
 
 /// Why a policy call or a component load failed.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +134,24 @@ pub enum LoadError {
         /// Component name.
         name: String,
         /// The error.
+        detail: String,
+    },
+    /// The golden cases file beside the component is unusable.
+    #[error("{name}: {detail}")]
+    Cases {
+        /// Component name.
+        name: String,
+        /// What is wrong with the file.
+        detail: String,
+    },
+    /// The component failed one of its golden cases.
+    #[error("{name}: golden case {case:?} failed: {detail}")]
+    GoldenCase {
+        /// Component name.
+        name: String,
+        /// The case's name.
+        case: String,
+        /// Expected and actual.
         detail: String,
     },
     /// The component file could not be read.

@@ -14,8 +14,11 @@ use crate::config::Config;
 use crate::metrics;
 use crate::server::Gateway;
 
-/// Quiet time after the last change before a reload starts.
-const DEBOUNCE: Duration = Duration::from_millis(150);
+/// Quiet time after the last change before a reload starts. A ConfigMap
+/// update or a `mv` lands its events within a millisecond or two; a file
+/// copied in place (not atomically) that is caught half-written fails as a
+/// candidate and is retried when its last write arrives.
+const DEBOUNCE: Duration = Duration::from_millis(20);
 /// Longest wait after repeated failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -52,7 +55,9 @@ fn relevant(path: &Path, config_name: &std::ffi::OsStr, plugin_dir: Option<&Path
     if name == config_name || name.to_string_lossy().starts_with("..") {
         return true;
     }
-    plugin_dir.is_some_and(|d| path.parent() == Some(d)) && path.extension().is_some_and(|e| e == "wasm")
+    let in_plugin_dir = plugin_dir.is_some_and(|d| path.parent() == Some(d));
+    let name = name.to_string_lossy();
+    in_plugin_dir && (name.ends_with(".wasm") || name.ends_with(".cases.yaml")) && !name.starts_with('.')
 }
 
 async fn run(
@@ -131,6 +136,9 @@ mod tests {
         assert!(!relevant(Path::new("/etc/wasmgate/wasmgate.log"), cfg, Some(plugins)));
         assert!(!relevant(Path::new("/etc/wasmgate/plugins/.authz.wasm.swp"), cfg, Some(plugins)));
         assert!(!relevant(Path::new("/etc/wasmgate/other/authz.wasm"), cfg, Some(plugins)));
+        assert!(relevant(Path::new("/etc/wasmgate/plugins/authz.cases.yaml"), cfg, Some(plugins)));
+        assert!(!relevant(Path::new("/etc/wasmgate/plugins/.authz.wasm.tmp"), cfg, Some(plugins)));
+        assert!(!relevant(Path::new("/etc/wasmgate/plugins/notes.yaml"), cfg, Some(plugins)));
     }
 
     #[test]

@@ -55,6 +55,8 @@ struct State {
     auth: Authenticator,
     policy: ArcSwap<PolicySet>,
     reloads: std::sync::Mutex<ReloadStatus>,
+    /// One candidate is built at a time.
+    reload_lock: tokio::sync::Mutex<()>,
     strip: IdentityStripper,
     sandbox_header: http::HeaderName,
     cookie_name: Option<String>,
@@ -76,7 +78,7 @@ impl Gateway {
     pub async fn new(cfg: &Config) -> Result<Self, StartError> {
         cfg.validate()?;
         let engine = PluginEngine::new(&cfg.plugins)?;
-        let policy = PolicySet::build(&engine, cfg, 1).await?;
+        let policy = PolicySet::build(&engine, cfg, 1, None).await?;
         let auth = Authenticator::new(&cfg.auth).map_err(|e| StartError::Auth(e.to_string()))?;
         let routes = routes::RouteTable::new(&cfg.routes).map_err(StartError::Routes)?;
         let upstreams = routes.routes().iter().map(forward::Upstream::new).collect();
@@ -88,6 +90,7 @@ impl Gateway {
                 upstreams,
                 auth,
                 policy: ArcSwap::from_pointee(policy),
+                reload_lock: tokio::sync::Mutex::new(()),
                 reloads: std::sync::Mutex::new(ReloadStatus {
                     generation: 1,
                     loaded_at_unix: unix_now(),
@@ -119,6 +122,7 @@ impl Gateway {
     /// On any failure the current set keeps serving. Only the policy
     /// bindings and components are reloaded; other settings need a restart.
     pub async fn reload_policy(&self, cfg: &Config) -> Result<u64, StartError> {
+        let _one_at_a_time = self.state.reload_lock.lock().await;
         let result = self.build_policy(cfg).await;
         if let Ok(mut status) = self.state.reloads.lock() {
             match &result {
@@ -139,8 +143,9 @@ impl Gateway {
 
     async fn build_policy(&self, cfg: &Config) -> Result<u64, StartError> {
         cfg.validate()?;
-        let generation = self.state.policy.load().generation() + 1;
-        let set = PolicySet::build(&self.state.engine, cfg, generation).await?;
+        let current = self.state.policy.load_full();
+        let generation = current.generation() + 1;
+        let set = PolicySet::build(&self.state.engine, cfg, generation, Some(&current)).await?;
         self.state.policy.store(Arc::new(set));
         Ok(generation)
     }

@@ -15,6 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{
     self, Host, LogLevel, PolicyBundle, authorizer, claims_mapper, classifier, credential_policy, wit,
 };
+use super::cache::PrecompileCache;
 use super::validate;
 use super::{LoadError, PolicyError};
 use crate::config::PluginsConfig;
@@ -195,6 +196,7 @@ impl Settings {
 
 struct EngineShared {
     engine: Engine,
+    cache: Option<PrecompileCache>,
     linker: Linker<StoreState>,
     deadline_ticks: u64,
     max_memory: usize,
@@ -266,6 +268,11 @@ impl PluginEngine {
         PolicyBundle::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
 
+        let cache = match &cfg.cache_dir {
+            Some(dir) => Some(PrecompileCache::open(dir, &engine).map_err(|e| LoadError::Engine(e.to_string()))?),
+            None => None,
+        };
+
         let tick_ms = EPOCH_TICK.as_millis().max(1) as u64;
         let deadline_ticks = cfg.deadline_ms.div_ceil(tick_ms).max(1);
         let stop = Arc::new(AtomicBool::new(false));
@@ -286,6 +293,7 @@ impl PluginEngine {
         Ok(Self {
             shared: Arc::new(EngineShared {
                 engine,
+                cache,
                 linker,
                 deadline_ticks,
                 max_memory: cfg.max_memory_bytes,
@@ -300,8 +308,7 @@ impl PluginEngine {
     /// instantiates it once to prove instantiation works.
     pub async fn load(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let component = Component::new(&self.shared.engine, bytes)
-            .map_err(|e| LoadError::Compile { name: name.to_owned(), detail: first_line(&e) })?;
+        let component = self.compile(name, bytes, &sha256).await?;
         let pre = self.shared.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
             name: name.to_owned(),
             detail: format!("{} (a policy component may import only wasmgate:policy/host and WASI)", first_line(&e)),
@@ -339,6 +346,7 @@ impl PluginEngine {
         let plugin = Plugin {
             name: name.into(),
             sha256,
+            last_error: std::sync::Mutex::default(),
             exports: Exports(exports),
             pre,
             classifier,
@@ -371,6 +379,32 @@ impl PluginEngine {
         Ok(probe.plugin)
     }
 
+    /// Compiles `bytes` on a blocking thread (compilation takes from
+    /// milliseconds to seconds and must not stall request workers), or
+    /// takes the compilation from the precompile cache.
+    async fn compile(&self, name: &str, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        let shared = self.shared.clone();
+        let (bytes, sha256) = (bytes.to_vec(), sha256.to_owned());
+        let compiled = tokio::task::spawn_blocking(move || {
+            if let Some(cache) = &shared.cache
+                && let Some(c) = cache.get(&shared.engine, &sha256)
+            {
+                return Ok(c);
+            }
+            let component = Component::new(&shared.engine, &bytes)?;
+            if let Some(cache) = &shared.cache {
+                cache.put(&sha256, &component);
+            }
+            Ok::<_, wasmtime::Error>(component)
+        })
+        .await;
+        match compiled {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(LoadError::Compile { name: name.to_owned(), detail: first_line(&e) }),
+            Err(e) => Err(LoadError::Compile { name: name.to_owned(), detail: format!("compiler task failed: {e}") }),
+        }
+    }
+
     /// Reads and loads a component file.
     pub async fn load_file(&self, path: &std::path::Path) -> Result<Arc<Plugin>, LoadError> {
         let bytes = std::fs::read(path)
@@ -384,6 +418,8 @@ impl PluginEngine {
 pub struct Plugin {
     name: Arc<str>,
     sha256: String,
+    /// The last failed call: what happened, and when (Unix seconds).
+    last_error: std::sync::Mutex<Option<(String, u64)>>,
     exports: Exports,
     pre: InstancePre<StoreState>,
     classifier: Option<classifier::GuestIndices>,
@@ -416,6 +452,20 @@ impl Plugin {
     /// The policy interfaces it exports.
     pub fn exports(&self) -> &Exports {
         &self.exports
+    }
+
+    /// The last call of this component that failed (fail closed), and when
+    /// (Unix seconds).
+    pub fn last_error(&self) -> Option<(String, u64)> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn record_failure(&self, err: &PolicyError) {
+        metrics::policy_failure(&self.name, err.kind());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = Some((err.to_string(), now));
+        }
     }
 }
 
@@ -570,12 +620,12 @@ impl Binding {
         } else {
             PolicyError::Trap { plugin, detail: first_line(e) }
         };
-        metrics::policy_failure(&self.plugin.name, err.kind());
+        self.plugin.record_failure(&err);
         err
     }
 
     fn fail(&self, err: PolicyError) -> PolicyError {
-        metrics::policy_failure(&self.plugin.name, err.kind());
+        self.plugin.record_failure(&err);
         err
     }
 

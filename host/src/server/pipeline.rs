@@ -162,7 +162,8 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Bo
 
     // 5. authorize; any failure of the component denies.
     let request = AuthzRequest { call, classification, authentication };
-    let verdict = match policy.authorizer().authorize(&request).await {
+    let tenant = request.authentication.principal.as_ref().and_then(|p| p.tenant.as_deref());
+    let verdict = match policy.authorizer(tenant).authorize(&request).await {
         Ok(Decision::Allow) => Ok(()),
         Ok(Decision::Deny(reason)) => Err(reason),
         Err(e) => Err(format!("failed closed: {e}")),
