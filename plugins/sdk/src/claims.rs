@@ -73,24 +73,37 @@ impl ClaimPath {
         self.lookup(claims).and_then(Value::as_str).filter(|s| !s.is_empty())
     }
 
-    /// The strings at this path: the items of an array of strings, or the
-    /// words of a space-separated string (the `scope` claim's form).
-    /// Non-string items and empty strings are dropped, duplicates removed
-    /// (first occurrence kept); a missing value or another type gives none.
+    /// The strings at this path, which must hold an array of strings (the
+    /// form of roles and groups claims). Non-string items and empty strings
+    /// are dropped and duplicates removed (first occurrence kept); a missing
+    /// value or any other type gives none.
     pub fn strings(&self, claims: &Value) -> Vec<String> {
-        let items: Vec<&str> = match self.lookup(claims) {
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-            Some(Value::String(s)) => s.split(' ').collect(),
+        match self.lookup(claims) {
+            Some(Value::Array(items)) => distinct(items.iter().filter_map(Value::as_str)),
             _ => Vec::new(),
-        };
-        let mut out: Vec<String> = Vec::with_capacity(items.len());
-        for item in items {
-            if !item.is_empty() && !out.iter().any(|o| o == item) {
-                out.push(item.to_owned());
-            }
         }
-        out
     }
+
+    /// Like [`strings`](Self::strings), but a string value is read as
+    /// space-separated words too (the form of OAuth's `scope` claim; `scp`
+    /// is often an array).
+    pub fn strings_or_words(&self, claims: &Value) -> Vec<String> {
+        match self.lookup(claims) {
+            Some(Value::String(s)) => distinct(s.split(' ')),
+            _ => self.strings(claims),
+        }
+    }
+}
+
+/// Non-empty items, first occurrence kept.
+fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        if !item.is_empty() && !out.iter().any(|o| o == item) {
+            out.push(item.to_owned());
+        }
+    }
+    out
 }
 
 impl FromStr for ClaimPath {
@@ -186,14 +199,16 @@ mod tests {
     }
 
     #[test]
-    fn strings_take_arrays_or_space_separated_text() {
+    fn strings_take_arrays_words_take_text_too() {
         let claims = json!({
             "scope": "openid  sandbox.read sandbox.read",
             "roles": ["a", 1, "", "b", "a", null],
             "n": 5,
             "obj": {"k": "v"},
         });
-        assert_eq!(path("scope").strings(&claims), ["openid", "sandbox.read"]);
+        assert_eq!(path("scope").strings_or_words(&claims), ["openid", "sandbox.read"]);
+        assert!(path("scope").strings(&claims).is_empty());
+        assert_eq!(path("roles").strings_or_words(&claims), ["a", "b"]);
         assert_eq!(path("roles").strings(&claims), ["a", "b"]);
         assert!(path("n").strings(&claims).is_empty());
         assert!(path("missing").strings(&claims).is_empty());
