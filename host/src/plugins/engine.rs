@@ -108,6 +108,8 @@ struct StoreState {
     settings: Arc<Settings>,
     plugin: Arc<str>,
     log_lines: u32,
+    /// Epoch ticks the current call has run.
+    ticks: u64,
 }
 
 impl WasiView for StoreState {
@@ -568,7 +570,8 @@ impl Binding {
                     }
                 }
             };
-            warm.store.set_epoch_deadline(shared.deadline_ticks + 1);
+            warm.store.data_mut().ticks = 0;
+            warm.store.set_epoch_deadline(1);
             warm.store.data_mut().log_lines = 0;
             return match f(&mut warm).await {
                 Ok(r) => {
@@ -603,11 +606,23 @@ impl Binding {
             settings: self.settings.clone(),
             plugin: self.plugin.name.clone(),
             log_lines: 0,
+            ticks: 0,
         };
         let mut store = Store::new(&shared.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(shared.deadline_ticks + 1);
-        store.epoch_deadline_trap();
+        // Every epoch tick (1 ms) a running call yields to the async
+        // runtime, so a slow or looping component never holds a request
+        // worker; once its ticks exceed the deadline it traps.
+        let deadline = shared.deadline_ticks + 1;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            state.ticks += 1;
+            if state.ticks >= deadline {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        });
         store
     }
 
@@ -839,6 +854,27 @@ mod tests {
             assert_eq!(warm(&b), 0);
             assert_eq!(b.authorize(&request("/ok")).await.expect("allowed after traps"), id::Decision::Allow);
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn checklist_30_a_looping_component_yields_and_never_holds_the_worker() {
+        let cfg = PluginsConfig { deadline_ms: 300, ..PluginsConfig::default() };
+        let engine = PluginEngine::new(&cfg).expect("engine");
+        let plugin = engine.load_file(&fixture_path("misbehaving_authorizer")).await.expect("fixture loads");
+        let b = Binding::new(&engine, plugin, &BTreeMap::new());
+        // One worker thread: the timer only fires if the loop yields.
+        let other = async {
+            let started = std::time::Instant::now();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            started.elapsed()
+        };
+        let looping = request("/loop");
+        let started = std::time::Instant::now();
+        let (looped, waited) = tokio::join!(b.authorize(&looping), other);
+        assert!(matches!(looped, Err(PolicyError::Timeout { .. })), "{looped:?}");
+        assert!(waited < Duration::from_millis(100), "the worker was held for {waited:?}");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(2), "deadline: {took:?}");
     }
 
     #[tokio::test]
