@@ -150,7 +150,7 @@ async fn main() {
     let c = reqwest::Client::new();
     let versions = [versioned_mapper(b'A'), versioned_mapper(b'B')];
     let next = |i: usize| &versions[(i + 1) % 2];
-    let expect = |i: usize| if i % 2 == 0 { 'B' } else { 'A' };
+    let expect = |i: usize| if i.is_multiple_of(2) { 'B' } else { 'A' };
 
     // Cold: no cache, every swap compiles.
     let plugins = tempfile::tempdir().expect("plugins");

@@ -166,8 +166,37 @@ impl CaseFile {
     }
 }
 
+/// One case bound to a component, to run repeatedly on the same binding
+/// (so instances are reused as in the gateway): for benchmarks.
+#[derive(Debug)]
+pub struct BoundCase {
+    binding: Binding,
+    case: Case,
+}
+
+impl BoundCase {
+    /// Runs the case once; `Err` describes a mismatch.
+    pub async fn run(&self) -> Result<(), String> {
+        check_case(&self.binding, &self.case).await
+    }
+}
+
+impl CaseFile {
+    /// Binds the case named `name` (the first case if `None`) to `plugin`.
+    pub fn bind(&self, engine: &PluginEngine, plugin: &Arc<Plugin>, name: Option<&str>) -> Option<BoundCase> {
+        let case = match name {
+            Some(n) => self.cases.iter().find(|c| c.name == n)?,
+            None => self.cases.first()?,
+        };
+        Some(BoundCase { binding: Binding::new(engine, plugin.clone(), &case.settings), case: case.clone() })
+    }
+}
+
 async fn run_case(engine: &PluginEngine, plugin: &Arc<Plugin>, case: &Case) -> Result<(), String> {
-    let binding = Binding::new(engine, plugin.clone(), &case.settings);
+    check_case(&Binding::new(engine, plugin.clone(), &case.settings), case).await
+}
+
+async fn check_case(binding: &Binding, case: &Case) -> Result<(), String> {
     binding.require(case.call.interface()).map_err(|e| e.to_string())?;
     match &case.call {
         CaseCall::Classify(call) => {

@@ -22,6 +22,46 @@ use crate::config::PluginsConfig;
 use crate::identity as id;
 use crate::metrics;
 
+/// What [`Binding::settle`] decided about a call.
+enum Settled<R> {
+    Done(Result<R, PolicyError>),
+    Retry,
+}
+
+/// Runs `$body` (an expression using `$w: &mut Warm`, awaited) on an
+/// instance of `$binding`, once more on a fresh instance if
+/// [`Binding::settle`] says so; evaluates to `Result<_, PolicyError>`.
+macro_rules! on_instance {
+    ($binding:expr, |$w:ident| $body:expr) => {{
+        let binding = $binding;
+        match binding.acquire().await {
+            Err(e) => Err(e),
+            Ok((mut instance, reused)) => {
+                let first = {
+                    let $w = &mut instance;
+                    $body.await
+                };
+                match binding.settle(instance, reused, first) {
+                    Settled::Done(r) => r,
+                    Settled::Retry => match binding.fresh().await {
+                        Err(e) => Err(e),
+                        Ok(mut instance) => {
+                            let second = {
+                                let $w = &mut instance;
+                                $body.await
+                            };
+                            match binding.settle(instance, false, second) {
+                                Settled::Done(r) => r,
+                                Settled::Retry => unreachable!("a fresh instance is never retried"),
+                            }
+                        }
+                    },
+                }
+            }
+        }
+    }};
+}
+
 /// How often the epoch advances; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Log lines one call may write; more are dropped.
@@ -153,6 +193,8 @@ impl Host for StoreState {
 /// cap was hit, so the failure is reported as what it is.
 struct MemoryLimiter {
     max_memory: usize,
+    /// The largest linear memory of the instance so far, bytes.
+    largest: usize,
     max_table_elements: usize,
     exceeded: bool,
 }
@@ -163,6 +205,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.exceeded = true;
             wasmtime::bail!("memory limit of {} bytes exceeded", self.max_memory);
         }
+        self.largest = self.largest.max(desired);
         Ok(true)
     }
 
@@ -359,25 +402,23 @@ impl PluginEngine {
         // Instantiate once with empty settings: catches traps in start
         // functions and exports whose function types do not match.
         let probe = Binding::new(self, Arc::new(plugin), &BTreeMap::new());
-        probe
-            .with_instance(async |w| {
-                let p = &probe.plugin;
-                if let Some(i) = &p.classifier {
-                    i.load(&mut w.store, &w.instance)?;
-                }
-                if let Some(i) = &p.mapper {
-                    i.load(&mut w.store, &w.instance)?;
-                }
-                if let Some(i) = &p.authorizer {
-                    i.load(&mut w.store, &w.instance)?;
-                }
-                if let Some(i) = &p.credential {
-                    i.load(&mut w.store, &w.instance)?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| LoadError::Instantiate { name: name.to_owned(), detail: e.to_string() })?;
+        let p = &probe.plugin;
+        let probed: Result<(), PolicyError> = on_instance!(&probe, |w| async {
+            if let Some(i) = &p.classifier {
+                i.load(&mut w.store, &w.instance)?;
+            }
+            if let Some(i) = &p.mapper {
+                i.load(&mut w.store, &w.instance)?;
+            }
+            if let Some(i) = &p.authorizer {
+                i.load(&mut w.store, &w.instance)?;
+            }
+            if let Some(i) = &p.credential {
+                i.load(&mut w.store, &w.instance)?;
+            }
+            Ok(())
+        });
+        probed.map_err(|e| LoadError::Instantiate { name: name.to_owned(), detail: e.to_string() })?;
         Ok(probe.plugin)
     }
 
@@ -553,47 +594,61 @@ impl Binding {
         }
     }
 
-    /// Runs `f` on an instance with the deadline and memory cap applied: an
-    /// idle one that completed its previous calls cleanly when reuse is on,
-    /// otherwise a fresh one in a fresh store.
-    async fn with_instance<R>(&self, f: impl AsyncFnOnce(&mut Warm) -> wasmtime::Result<R>) -> Result<R, PolicyError> {
-        let shared = &*self.engine;
-        if shared.reuse {
-            let warm = self.warm.lock().ok().and_then(|mut w| w.pop());
-            let mut warm = match warm {
-                Some(w) => w,
-                None => {
-                    let mut store = self.new_store();
-                    match self.plugin.pre.instantiate_async(&mut store).await {
-                        Ok(instance) => Warm::new(store, instance),
-                        Err(e) => return Err(self.classify_failure(&store, &e)),
-                    }
-                }
-            };
-            warm.store.data_mut().ticks = 0;
-            warm.store.set_epoch_deadline(1);
-            warm.store.data_mut().log_lines = 0;
-            return match f(&mut warm).await {
-                Ok(r) => {
-                    // Only an instance whose every call succeeded goes back:
-                    // after any failure the next call gets a fresh one.
-                    if let Ok(mut idle) = self.warm.lock()
-                        && idle.len() < MAX_WARM_PER_BINDING
-                    {
-                        idle.push(warm);
-                    }
-                    Ok(r)
-                }
-                Err(e) => Err(self.classify_failure(&warm.store, &e)),
-            };
+    /// An instance with the deadline and memory cap applied, and whether it
+    /// served earlier calls: an idle one that completed its previous calls
+    /// cleanly when reuse is on, otherwise a fresh one in a fresh store.
+    async fn acquire(&self) -> Result<(Warm, bool), PolicyError> {
+        if self.engine.reuse
+            && let Some(mut w) = self.warm.lock().ok().and_then(|mut w| w.pop())
+        {
+            let state = w.store.data_mut();
+            state.ticks = 0;
+            state.log_lines = 0;
+            w.store.set_epoch_deadline(1);
+            return Ok((w, true));
         }
+        Ok((self.fresh().await?, false))
+    }
+
+    /// What a call on `warm` came to. A reused instance that hit the memory
+    /// cap is discarded and the call is to be retried once on a fresh
+    /// instance: garbage-collected guests (JavaScript, Python) grow with
+    /// every call, so the memory was accumulated by earlier calls, not this
+    /// one. Any other failure fails the call and drops the instance.
+    fn settle<R>(&self, warm: Warm, reused: bool, result: wasmtime::Result<R>) -> Settled<R> {
+        match result {
+            Ok(r) => {
+                self.keep(warm);
+                Settled::Done(Ok(r))
+            }
+            Err(_) if reused && warm.store.data().limiter.exceeded => {
+                tracing::debug!(plugin = %self.plugin.name, "reused instance ran out of memory; retrying on a fresh one");
+                Settled::Retry
+            }
+            Err(e) => Settled::Done(Err(self.classify_failure(&warm.store, &e))),
+        }
+    }
+
+    /// A new instance in a new store.
+    async fn fresh(&self) -> Result<Warm, PolicyError> {
         let mut store = self.new_store();
         match self.plugin.pre.instantiate_async(&mut store).await {
-            Ok(instance) => {
-                let mut w = Warm::new(store, instance);
-                f(&mut w).await.map_err(|e| self.classify_failure(&w.store, &e))
-            }
+            Ok(instance) => Ok(Warm::new(store, instance)),
             Err(e) => Err(self.classify_failure(&store, &e)),
+        }
+    }
+
+    /// Returns an instance whose call succeeded to the idle pool (with
+    /// reuse on), unless the pool is full or the instance has grown past
+    /// three quarters of its memory cap.
+    fn keep(&self, warm: Warm) {
+        if !self.engine.reuse || warm.store.data().limiter.largest > self.engine.max_memory / 4 * 3 {
+            return;
+        }
+        if let Ok(mut idle) = self.warm.lock()
+            && idle.len() < MAX_WARM_PER_BINDING
+        {
+            idle.push(warm);
         }
     }
 
@@ -602,7 +657,12 @@ impl Binding {
         let state = StoreState {
             wasi: empty_wasi(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { max_memory: shared.max_memory, max_table_elements: 100_000, exceeded: false },
+            limiter: MemoryLimiter {
+                max_memory: shared.max_memory,
+                largest: 0,
+                max_table_elements: 100_000,
+                exceeded: false,
+            },
             settings: self.settings.clone(),
             plugin: self.plugin.name.clone(),
             log_lines: 0,
@@ -662,12 +722,10 @@ impl Binding {
             return Err(self.not_bound("classifier"));
         };
         let arg: wit::CallInfo = call.into();
-        let out = self
-            .with_instance(async |w| {
-                let g = export(&mut w.classifier, || indices.load(&mut w.store, &w.instance))?;
-                g.call_classify(&mut w.store, &arg).await
-            })
-            .await?;
+        let out = on_instance!(self, |w| async {
+            let g = export(&mut w.classifier, || indices.load(&mut w.store, &w.instance))?;
+            g.call_classify(&mut w.store, &arg).await
+        })?;
         match out {
             Ok(c) => {
                 let c = id::Classification {
@@ -686,12 +744,10 @@ impl Binding {
         let Some(indices) = &self.plugin.mapper else {
             return Err(self.not_bound("claims-mapper"));
         };
-        let out = self
-            .with_instance(async |w| {
-                let g = export(&mut w.mapper, || indices.load(&mut w.store, &w.instance))?;
-                g.call_map_claims(&mut w.store, provider, claims_json).await
-            })
-            .await?;
+        let out = on_instance!(self, |w| async {
+            let g = export(&mut w.mapper, || indices.load(&mut w.store, &w.instance))?;
+            g.call_map_claims(&mut w.store, provider, claims_json).await
+        })?;
         match out {
             Ok(p) => {
                 let p: id::Principal = p.into();
@@ -708,12 +764,10 @@ impl Binding {
             return Err(self.not_bound("authorizer"));
         };
         let arg: wit::AuthzRequest = request.into();
-        let out = self
-            .with_instance(async |w| {
-                let g = export(&mut w.authorizer, || indices.load(&mut w.store, &w.instance))?;
-                g.call_authorize(&mut w.store, &arg).await
-            })
-            .await?;
+        let out = on_instance!(self, |w| async {
+            let g = export(&mut w.authorizer, || indices.load(&mut w.store, &w.instance))?;
+            g.call_authorize(&mut w.store, &arg).await
+        })?;
         match out {
             Ok(wit::Decision::Allow) => Ok(id::Decision::Allow),
             Ok(wit::Decision::Deny(reason)) => Ok(id::Decision::Deny(validate::reason(reason))),
@@ -734,12 +788,10 @@ impl Binding {
         let call_arg: wit::CallInfo = call.into();
         let principal_arg: Option<wit::Principal> = principal.map(Into::into);
         let catalogue_arg: Vec<wit::CredentialInfo> = catalogue.iter().map(Into::into).collect();
-        let out = self
-            .with_instance(async |w| {
-                let g = export(&mut w.credential, || indices.load(&mut w.store, &w.instance))?;
-                g.call_select_credentials(&mut w.store, &call_arg, principal_arg.as_ref(), &catalogue_arg).await
-            })
-            .await?;
+        let out = on_instance!(self, |w| async {
+            let g = export(&mut w.credential, || indices.load(&mut w.store, &w.instance))?;
+            g.call_select_credentials(&mut w.store, &call_arg, principal_arg.as_ref(), &catalogue_arg).await
+        })?;
         match out {
             Ok(uses) => {
                 let uses: Vec<id::CredentialUse> = uses
