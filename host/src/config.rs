@@ -4,6 +4,7 @@
 //! and `examples/wasmgate.yaml` a commented example. Unknown keys are
 //! rejected so a typo never silently weakens a setting.
 
+mod drivers;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use drivers::{CredentialCacheConfig, DriverConfig, DriversConfig, RetryConfig};
 pub use secret::{SecretSource, SecretValue};
 
 /// Errors while reading or checking the configuration.
@@ -65,6 +67,9 @@ pub struct Config {
     /// Routes, tried in order; the first match wins.
     #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
     pub routes: Vec<RouteConfig>,
+    /// Drivers on Unix sockets (credentials); see `docs/drivers.md`.
+    #[serde(default, deserialize_with = "DriversConfig::deserialize_checked")]
+    pub drivers: DriversConfig,
 }
 
 fn default_listen() -> SocketAddr {

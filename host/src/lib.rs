@@ -4,6 +4,8 @@
 //! The crate is split by concern; each module exposes a small API:
 //! - [`config`]: the YAML configuration.
 //! - [`identity`]: the shared vocabulary of calls and callers.
+//! - [`drivers`]: drivers on Unix sockets (connect, retry, deadline, health).
+//! - [`credentials`]: upstream credentials from the credentials driver, cached.
 //! - [`auth`]: OIDC providers, JWKS caching, JWT verification, sandbox secret.
 //! - [`tokens`]: the gateway's own HMAC tokens.
 //! - [`plugins`]: the WebAssembly component host and the policy set.
@@ -16,7 +18,9 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod demo;
+pub mod drivers;
 pub mod identity;
 pub mod metrics;
 pub mod plugins;

@@ -1,0 +1,67 @@
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use super::testing::{CountingDriver, TestServer, driver_config, eventually, socket_path};
+use super::*;
+
+#[test]
+fn backoff_doubles_from_interval_and_caps() {
+    let p = RetryPolicy { attempts: 5, interval: Duration::from_millis(100), max_backoff: Duration::from_millis(1000) };
+    let waits: Vec<u128> = (1..=6).map(|n| p.backoff(n).as_millis()).collect();
+    assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+    assert_eq!(p.backoff(0), Duration::from_millis(100));
+    assert_eq!(p.backoff(u32::MAX), Duration::from_millis(1000));
+}
+
+#[tokio::test]
+async fn health_watch_reports_readiness_and_recovers_with_the_same_channel() {
+    let (_dir, path) = socket_path();
+    let driver = Driver::start("credentials", &driver_config(&path, 500));
+    assert!(!driver.is_ready());
+    // Socket missing: start-up waiting gives up after the configured attempts.
+    let started = Instant::now();
+    let err = driver.wait_ready().await.unwrap_err();
+    assert!(matches!(err, DriverError::Unavailable { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let r = driver.readiness();
+    assert!(!r.ready && r.required && r.last_error.is_some() && r.socket == path, "{r:?}");
+
+    // The driver appears: the background watch sees it.
+    let server = TestServer::serve(&path, CountingDriver::new(&["a"], 0)).await;
+    assert!(eventually(|| driver.is_ready()).await);
+    assert!(driver.wait_ready().await.is_ok());
+    assert_eq!(driver.readiness().last_error, None);
+
+    // It goes away and comes back: readiness follows.
+    server.stop().await;
+    assert!(eventually(|| !driver.is_ready()).await);
+    let _server = TestServer::serve(&path, CountingDriver::new(&["a"], 0)).await;
+    assert!(eventually(|| driver.is_ready()).await);
+}
+
+#[tokio::test]
+async fn drivers_start_exposes_the_resolver_and_required_readiness() {
+    let none = Drivers::start(&DriversConfig::default());
+    assert!(none.credentials().is_none() && none.readiness().is_empty() && none.is_ready());
+
+    let (_dir, path) = socket_path();
+    let cfg = DriversConfig { credentials: Some(driver_config(&path, 500)), ..DriversConfig::default() };
+    let drivers = Drivers::start(&cfg);
+    assert!(drivers.credentials().is_some());
+    assert!(!drivers.is_ready());
+    assert!(drivers.wait_ready().await.is_err());
+    let _server = TestServer::serve(&path, CountingDriver::new(&["a"], 0)).await;
+    assert!(drivers.wait_ready().await.is_ok() || eventually(|| drivers.is_ready()).await);
+    assert!(eventually(|| drivers.is_ready()).await);
+    let r = drivers.readiness();
+    assert_eq!((r.len(), r[0].name.as_str(), r[0].ready), (1, "credentials", true));
+
+    // Not required: down, yet the gateway is ready.
+    let (_dir2, missing) = socket_path();
+    let mut optional = driver_config(&missing, 500);
+    optional.required = false;
+    let drivers = Drivers::start(&DriversConfig { credentials: Some(optional), ..DriversConfig::default() });
+    assert!(drivers.is_ready() && drivers.wait_ready().await.is_ok());
+    assert!(!drivers.readiness()[0].ready);
+}
