@@ -85,6 +85,47 @@ routes:
     )
 }
 
+/// Adds the credentials driver on `socket` to a [`demo_config`] and a
+/// credential policy that injects credential `sandbox-api` as
+/// `Authorization: Bearer …` into calls to `/v1/caller`.
+pub fn with_demo_credentials(yaml: &str, socket: &std::path::Path) -> String {
+    let driver = format!(
+        "drivers:\n  credentials: {{ socket: \"{}\", timeout_ms: 1000 }}\npolicy:\n  credential_policy:\n    plugin: builtin:default-credential-policy\n    settings:\n      rules:\n        - {{ match: /v1/caller, credential: sandbox-api, header: authorization, prefix: \"Bearer \" }}\n",
+        socket.display()
+    );
+    yaml.replacen("policy:\n", &driver, 1)
+}
+
+/// Starts the reference credentials driver on `socket`, serving one
+/// credential `sandbox-api` (a random token, valid 12 hours) from a file in
+/// `dir`. The returned value keeps its file watch alive.
+async fn start_credentials_driver(
+    dir: &std::path::Path,
+    socket: &std::path::Path,
+) -> anyhow::Result<credentials_driver::Driver> {
+    let token = format!("demo-upstream-{}", hex::encode(random_bytes::<12>()?));
+    let expires_ms = (std::time::SystemTime::now() + std::time::Duration::from_secs(12 * 3600))
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let file = dir.join("demo-credentials.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "credentials:\n  - name: sandbox-api\n    token: \"{token}\"\n    expires_at: {expires_ms}\n    scopes: [sandbox]\n"
+        ),
+    )?;
+    let cfg = credentials_driver::config::Config::parse(&format!("static: {{ file: \"{}\" }}\n", file.display()))?;
+    let driver = credentials_driver::Driver::start(&cfg)?;
+    let listener = credentials_driver::bind(socket).context("bind the credentials driver's socket")?;
+    let service = driver.service.clone();
+    tokio::spawn(async move {
+        if let Err(e) = credentials_driver::serve(listener, service, std::future::pending()).await {
+            tracing::error!(error = %e, "credentials driver stopped");
+        }
+    });
+    Ok(driver)
+}
+
 /// `wasmgate demo`.
 pub async fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(listen.ip().is_loopback(), "the demo binds loopback addresses only (got {listen})");
@@ -97,9 +138,13 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
         }
     });
 
+    let credentials_socket = dir.path().join("credentials-driver.sock");
+    let _credentials = start_credentials_driver(dir.path(), &credentials_socket).await?;
+
     let issuer = DevIssuer::start().await?;
     let secret = hex::encode(random_bytes::<16>()?);
-    let cfg = Config::from_yaml(&demo_config(listen, issuer.issuer(), &socket, &secret))?;
+    let yaml = with_demo_credentials(&demo_config(listen, issuer.issuer(), &socket, &secret), &credentials_socket);
+    let cfg = Config::from_yaml(&yaml)?;
     let gateway = Gateway::new(&cfg).await?;
     let listener = Listener::bind(listen, None).await?;
     let addr = listener.local_addr()?;
@@ -143,7 +188,9 @@ thrown away on exit, and everything listens on loopback.
   gateway         {gw}   (HTTP/1.1 and h2c)
   dev issuer      {issuer}   (OIDC discovery + JWKS)
   sample driver   unix://{socket}
-  policy          embedded default-classifier, oidc-claims-mapper, rbac-authorizer
+  credentials     the reference credentials driver (one credential, sandbox-api)
+  policy          embedded default-classifier, oidc-claims-mapper, rbac-authorizer,
+                  default-credential-policy (injects sandbox-api into /v1/caller)
 
 Paste into another terminal (tokens are valid for 12 hours):
 
@@ -161,7 +208,9 @@ curl -s -o /dev/null -w '%{{http_code}}\n' {gw}/v1/sandboxes
 curl -s -o /dev/null -w '%{{http_code}}\n' {gw}/v1/sandboxes -H "authorization: Bearer ${{ADMIN_TOKEN%?????}}AAAAA"
 # 403: a user may not change the driver's config (an admin-only method)
 curl -s -o /dev/null -w '%{{http_code}}\n' -X PUT {gw}/v1/config -H "authorization: Bearer $USER_TOKEN" -H 'content-type: application/json' -d '{{"max_sandboxes":5,"default_image":"x"}}'
-# 200: the driver sees the gateway's identity headers, never the spoofed one
+# 200: the driver sees the gateway's identity headers, never the spoofed one, and
+# "authorization_present": true: not the caller's token (removed) but the upstream
+# credential sandbox-api, injected from the credentials driver
 curl -s {gw}/v1/caller -H "authorization: Bearer $USER_TOKEN" -H 'x-wasmgate-subject: mallory'
 # 200: the sandbox secret reaches the methods listed for it
 curl -s {gw}/v1/caller -H "x-sandbox-secret: $SANDBOX_SECRET"

@@ -63,6 +63,7 @@ struct State {
     query_param: Option<String>,
     caches: pipeline::Caches,
     engine: PluginEngine,
+    drivers: crate::drivers::Drivers,
 }
 
 /// A configured gateway, ready to serve.
@@ -102,14 +103,16 @@ impl Gateway {
                 query_param: cfg.auth.query_parameter.clone(),
                 caches: pipeline::Caches::new(),
                 engine,
+                drivers: crate::drivers::Drivers::start(&cfg.drivers),
             }),
         })
     }
 
-    /// Whether the gateway can serve authenticated calls: components loaded
-    /// and every identity provider has usable keys.
+    /// Whether the gateway can serve authenticated calls: components loaded,
+    /// every identity provider has usable keys and every required driver
+    /// answers its health check.
     pub fn ready(&self) -> bool {
-        self.state.auth.ready()
+        self.state.auth.ready() && self.state.drivers.is_ready()
     }
 
     /// The current policy set.
@@ -211,6 +214,21 @@ fn readyz(state: &State) -> (StatusCode, String) {
         } else {
             ready = false;
             format!("provider {}: not ready (no usable keys)\n", p.name)
+        };
+        body.push_str(&line);
+    }
+    for d in state.drivers.readiness() {
+        let line = match (d.ready, d.required) {
+            (true, _) => format!("driver {}: ready\n", d.name),
+            (false, required) => {
+                ready &= !required;
+                format!(
+                    "driver {}: not ready{} ({})\n",
+                    d.name,
+                    if required { "" } else { ", not required" },
+                    d.last_error.as_deref().unwrap_or("no health check answered yet")
+                )
+            }
         };
         body.push_str(&line);
     }

@@ -172,8 +172,24 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Bo
         return log.reject(class, Some(&request.authentication), Rejection::Forbidden, &reason);
     }
 
-    // 7. forward with the gateway's identity headers and no client credentials.
+    // 6. upstream credentials: the credential policy picks from the driver's
+    //    catalogue, the host resolves them (cached); no fallback if it cannot.
+    let injected = match state.drivers.credentials() {
+        None => Vec::new(),
+        Some(resolver) => match credentials_for(resolver, &policy, &request, tenant).await {
+            Ok(v) => v,
+            Err((rejection, reason)) => {
+                return log.reject(class, Some(&request.authentication), rejection, &reason);
+            }
+        },
+    };
+
+    // 7. forward with the gateway's identity headers, the injected
+    //    credentials and no client credentials.
     prepare_upstream_request(&state, route, &mut parts, &request.authentication);
+    for (name, value) in injected {
+        parts.headers.insert(name, value);
+    }
     log.record(class, Some(&request.authentication), Ok(()), "");
     let client_authority = request.call.authority.clone();
     let upstream = &state.upstreams[route_idx];
@@ -181,6 +197,41 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Bo
         Ok(resp) => resp,
         Err(r) => r.into_response(grpc),
     }
+}
+
+/// The headers the call's credential policy injects, each resolved through
+/// the credentials driver. A policy failure denies; a credential that cannot
+/// be had is 503, never forwarded without it.
+async fn credentials_for(
+    resolver: &crate::credentials::CredentialResolver,
+    policy: &PolicySet,
+    request: &AuthzRequest,
+    tenant: Option<&str>,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, (Rejection, String)> {
+    let unavailable = |e: crate::credentials::CredentialError| (Rejection::from(&e), e.to_string());
+    let catalogue = resolver.catalogue().await.map_err(unavailable)?;
+    if catalogue.is_empty() {
+        return Ok(Vec::new());
+    }
+    let principal = request.authentication.principal.as_ref();
+    let uses = policy
+        .credential_policy(tenant)
+        .select_credentials(&request.call, principal, &catalogue)
+        .await
+        .map_err(|e| (Rejection::Forbidden, format!("credential policy failed closed: {e}")))?;
+    let mut headers = Vec::with_capacity(uses.len());
+    for u in &uses {
+        let credential = resolver.resolve(&u.credential).await.map_err(unavailable)?;
+        let value = credential.header_value(u).map_err(unavailable)?;
+        let name = http::HeaderName::try_from(u.header.as_str())
+            .map_err(|_| (Rejection::Forbidden, format!("credential header {:?} is not a header name", u.header)))?;
+        headers.push((name, value));
+    }
+    if !uses.is_empty() {
+        let names: Vec<&str> = uses.iter().map(|u| u.credential.as_str()).collect();
+        tracing::debug!(target: "wasmgate::credentials", credentials = %names.join(","), path = %request.call.path, "injected upstream credentials");
+    }
+    Ok(headers)
 }
 
 async fn classify(

@@ -23,6 +23,9 @@ pub enum Rejection {
     Forbidden,
     /// A dependency (keys, driver, upstream) is unavailable.
     Unavailable,
+    /// The upstream credentials the call needs cannot be had (credentials
+    /// driver down, hung or slow; never replaced by a fallback).
+    CredentialsUnavailable,
     /// No route matches the call.
     NoRoute,
     /// The upstream did not answer in time.
@@ -40,6 +43,12 @@ impl From<&AuthError> for Rejection {
     }
 }
 
+impl From<&crate::credentials::CredentialError> for Rejection {
+    fn from(_: &crate::credentials::CredentialError) -> Self {
+        Self::CredentialsUnavailable
+    }
+}
+
 impl Rejection {
     /// The label used in metrics and decision logs.
     pub fn outcome(self) -> &'static str {
@@ -47,6 +56,7 @@ impl Rejection {
             Self::MissingCredential | Self::InvalidRequest | Self::InvalidToken => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
+            Self::CredentialsUnavailable => "credentials_unavailable",
             Self::NoRoute => "no_route",
             Self::UpstreamTimeout => "upstream_timeout",
         }
@@ -56,7 +66,7 @@ impl Rejection {
         match self {
             Self::MissingCredential | Self::InvalidRequest | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::CredentialsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -70,6 +80,7 @@ impl Rejection {
             Self::InvalidToken => (16, "invalid or expired credentials"),
             Self::Forbidden => (7, "permission denied"),
             Self::Unavailable => (14, "service unavailable"),
+            Self::CredentialsUnavailable => (14, "upstream credentials unavailable"),
             Self::NoRoute => (12, "unknown service"),
             Self::UpstreamTimeout => (4, "upstream timed out"),
         }
@@ -131,6 +142,7 @@ mod tests {
             (Rejection::InvalidToken, "16"),
             (Rejection::Forbidden, "7"),
             (Rejection::Unavailable, "14"),
+            (Rejection::CredentialsUnavailable, "14"),
             (Rejection::NoRoute, "12"),
         ] {
             let r = rej.into_response(true);
@@ -144,5 +156,7 @@ mod tests {
     fn statuses() {
         assert_eq!(Rejection::Forbidden.into_response(false).status(), StatusCode::FORBIDDEN);
         assert_eq!(Rejection::Unavailable.into_response(false).status(), StatusCode::SERVICE_UNAVAILABLE);
+        let r = Rejection::CredentialsUnavailable.into_response(false);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }
