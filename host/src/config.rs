@@ -4,6 +4,7 @@
 //! and `examples/wasmgate.yaml` a commented example. Unknown keys are
 //! rejected so a typo never silently weakens a setting.
 
+mod login;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use login::{LoginConfig, WELL_KNOWN_PATH as LOGIN_WELL_KNOWN_PATH};
 pub use secret::{SecretSource, SecretValue};
 
 /// Errors while reading or checking the configuration.
@@ -65,6 +67,10 @@ pub struct Config {
     /// Routes, tried in order; the first match wins.
     #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
     pub routes: Vec<RouteConfig>,
+    /// What `wasmgate login` uses, served at `/.well-known/wasmgate-login`;
+    /// that path answers 404 when absent.
+    #[serde(default)]
+    pub login: Option<LoginConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -444,6 +450,7 @@ impl Config {
     /// Checks cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        self.login.as_ref().map(LoginConfig::validate).transpose()?;
         let prefix = self.identity_headers.prefix.to_ascii_lowercase();
         if prefix.len() < 3 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return invalid(format!("identity_headers.prefix {prefix:?} must be 3+ header-name characters"));
