@@ -10,6 +10,8 @@
 //! - [`server`]: listeners, the request pipeline, forwarding, error mapping.
 //! - [`reload`]: live policy reload (folder watch, SIGHUP).
 //! - [`admin`]: the admin listener (metrics, loaded components).
+//! - [`login`]: `wasmgate login`, `token print`, `call`: OAuth flows and the
+//!   credentials file.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod admin;
@@ -18,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod identity;
+pub mod login;
 pub mod metrics;
 pub mod plugins;
 pub mod reload;
