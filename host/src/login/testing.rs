@@ -1,7 +1,8 @@
 //! An in-process OAuth 2.0 / OIDC authorization server over HTTP on
 //! loopback, for tests of `wasmgate login` only: OIDC discovery, JWKS, the
 //! device authorization endpoint and a token endpoint with the device-code
-//! (`authorization_pending`, then `slow_down`, then tokens once approved),
+//! grant (by default: `authorization_pending`, then `slow_down`, then tokens
+//! once approved; polling sooner than the interval also gets `slow_down`),
 //! refresh-token (rotation with reuse detection) and client-credentials
 //! grants. Access tokens are ES256 JWTs a gateway can verify with the JWKS.
 //! Never use it for anything but tests and demos.
@@ -45,6 +46,8 @@ pub struct TestServerOptions {
     pub device_interval_seconds: u64,
     /// The device code's lifetime, seconds.
     pub device_expires_in_seconds: u64,
+    /// The first polls answered `authorization_pending` even if approved.
+    pub pending_polls: u32,
     /// The poll (1-based) answered `slow_down` whatever the state.
     pub slow_down_on_poll: Option<u32>,
     /// Whether reusing a refresh token revokes its whole family.
@@ -64,6 +67,7 @@ impl Default for TestServerOptions {
             access_ttl_seconds: 300,
             device_interval_seconds: 1,
             device_expires_in_seconds: 120,
+            pending_polls: 1,
             slow_down_on_poll: Some(2),
             revoke_family_on_reuse: true,
             clients: vec![("wasmgate-cli".to_owned(), None), ("ci-bot".to_owned(), Some("ci-secret".to_owned()))],
@@ -375,7 +379,7 @@ impl TestOAuthServer {
             }
             return oauth_error(StatusCode::BAD_REQUEST, "slow_down", "polling too fast");
         }
-        if !device.approved {
+        if !device.approved || polls <= self.shared.options.pending_polls {
             return oauth_error(StatusCode::BAD_REQUEST, "authorization_pending", "not approved yet");
         }
         let client_id = device.client_id.clone();
