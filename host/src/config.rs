@@ -5,6 +5,7 @@
 //! rejected so a typo never silently weakens a setting.
 
 mod drivers;
+mod login;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use drivers::{CredentialCacheConfig, DriverConfig, DriversConfig, RetryConfig};
+pub use login::{LoginConfig, WELL_KNOWN_PATH as LOGIN_WELL_KNOWN_PATH};
 pub use secret::{SecretSource, SecretValue};
 
 /// Errors while reading or checking the configuration.
@@ -70,6 +72,10 @@ pub struct Config {
     /// Drivers on Unix sockets (credentials); see `docs/drivers.md`.
     #[serde(default, deserialize_with = "DriversConfig::deserialize_checked")]
     pub drivers: DriversConfig,
+    /// What `wasmgate login` uses, served at `/.well-known/wasmgate-login`;
+    /// that path answers 404 when absent.
+    #[serde(default)]
+    pub login: Option<LoginConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -449,6 +455,7 @@ impl Config {
     /// Checks cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        self.login.as_ref().map(LoginConfig::validate).transpose()?;
         let prefix = self.identity_headers.prefix.to_ascii_lowercase();
         if prefix.len() < 3 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return invalid(format!("identity_headers.prefix {prefix:?} must be 3+ header-name characters"));

@@ -12,6 +12,8 @@
 //! - [`server`]: listeners, the request pipeline, forwarding, error mapping.
 //! - [`reload`]: live policy reload (folder watch, SIGHUP).
 //! - [`admin`]: the admin listener (metrics, loaded components).
+//! - [`login`]: `wasmgate login`, `token print`, `call`: OAuth flows and the
+//!   credentials file.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod admin;
@@ -22,6 +24,7 @@ pub mod credentials;
 pub mod demo;
 pub mod drivers;
 pub mod identity;
+pub mod login;
 pub mod metrics;
 pub mod plugins;
 pub mod reload;

@@ -63,6 +63,23 @@ enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
+    /// Log in to a gateway (OAuth device flow, or client credentials for
+    /// CI) and store the tokens in the credentials file.
+    Login(wasmgate::login::cli::LoginArgs),
+    /// Access tokens from the credentials file.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// One HTTP call through a gateway with the stored token (renewed if
+    /// needed); exits 2 on a status of 400 or more.
+    Call(wasmgate::login::cli::CallArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Print a valid access token for a gateway, renewing it if needed.
+    Print(wasmgate::login::cli::TokenPrintArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +149,9 @@ fn main() -> ExitCode {
             Command::Plugin { action: PluginAction::Test { file, cases, limits } } => {
                 wasmgate::cli::plugin_test(&file, cases.as_deref(), limits.into()).await
             }
+            Command::Login(args) => wasmgate::login::cli::login(args).await,
+            Command::Token { action: TokenAction::Print(args) } => wasmgate::login::cli::token_print(args).await,
+            Command::Call(args) => wasmgate::login::cli::call(args).await,
         }
     });
     match result {

@@ -64,6 +64,8 @@ struct State {
     caches: pipeline::Caches,
     engine: PluginEngine,
     drivers: crate::drivers::Drivers,
+    /// `login:`, served at the well-known login path.
+    login: Option<crate::config::LoginConfig>,
 }
 
 /// A configured gateway, ready to serve.
@@ -104,6 +106,7 @@ impl Gateway {
                 caches: pipeline::Caches::new(),
                 engine,
                 drivers: crate::drivers::Drivers::start(&cfg.drivers),
+                login: cfg.login.clone(),
             }),
         })
     }
@@ -158,13 +161,21 @@ impl Gateway {
         self.state.reloads.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// The axum router: health endpoints, then every other path through the
-    /// pipeline.
+    /// The axum router: health endpoints and the login settings
+    /// (unauthenticated), then every other path through the pipeline.
     pub fn router(&self) -> Router {
         let ready_state = self.state.clone();
+        let login = self.state.login.clone().map(axum::Json);
         let state = self.state.clone();
         Router::new()
             .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+            .route(
+                crate::config::LOGIN_WELL_KNOWN_PATH,
+                get(move || {
+                    let login = login.clone();
+                    async move { login.ok_or((StatusCode::NOT_FOUND, "login is not configured\n")) }
+                }),
+            )
             .route(
                 "/readyz",
                 get(move || {
