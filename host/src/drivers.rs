@@ -395,6 +395,7 @@ impl Drivers {
             drivers.push(driver.clone());
             CredentialResolver::new(driver, &cfg.credential_cache)
         });
+        drivers.extend(cfg.upstreams.iter().map(|(name, d)| Driver::start(name.clone(), d)));
         Self { drivers, credentials }
     }
 

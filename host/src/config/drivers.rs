@@ -15,6 +15,11 @@ pub struct DriversConfig {
     /// How resolved credentials are cached.
     #[serde(default)]
     pub credential_cache: CredentialCacheConfig,
+    /// Upstream drivers that routes forward to (e.g. a compute driver on
+    /// `unix:///run/sandbox.sock`), by name: health-checked with the same
+    /// connection helper so `/readyz` reflects the required ones.
+    #[serde(default)]
+    pub upstreams: std::collections::BTreeMap<String, DriverConfig>,
 }
 
 /// One driver on a Unix socket.
@@ -130,6 +135,12 @@ impl DriversConfig {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(d) = &self.credentials {
             d.validate("credentials")?;
+        }
+        for (name, d) in &self.upstreams {
+            if name.is_empty() || name == "credentials" {
+                return Err(format!("drivers.upstreams: {name:?} is not a usable driver name"));
+            }
+            d.validate(&format!("upstreams.{name}"))?;
         }
         let c = &self.credential_cache;
         if c.default_ttl_ms == 0 || c.catalogue_ttl_ms == 0 {

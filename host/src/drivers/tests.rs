@@ -65,3 +65,17 @@ async fn drivers_start_exposes_the_resolver_and_required_readiness() {
     assert!(drivers.is_ready() && drivers.wait_ready().await.is_ok());
     assert!(!drivers.readiness()[0].ready);
 }
+
+#[tokio::test]
+async fn upstream_drivers_are_health_checked_and_count_for_readiness() {
+    let (_dir, path) = socket_path();
+    let mut upstreams = std::collections::BTreeMap::new();
+    upstreams.insert("sandbox".to_owned(), driver_config(&path, 500));
+    let drivers = Drivers::start(&DriversConfig { upstreams, ..DriversConfig::default() });
+    assert!(drivers.credentials().is_none());
+    assert!(!drivers.is_ready(), "a required upstream driver that is down makes the gateway unready");
+    let _server = TestServer::serve(&path, CountingDriver::new(&[], 0)).await;
+    assert!(eventually(|| drivers.is_ready()).await);
+    let r = drivers.readiness();
+    assert_eq!((r.len(), r[0].name.as_str(), r[0].ready), (1, "sandbox", true));
+}
