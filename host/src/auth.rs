@@ -169,6 +169,7 @@ impl AuthError {
                 TokenRejection::Typ => "typ_mismatch",
                 TokenRejection::SandboxSecretMismatch => "sandbox_secret_mismatch",
                 TokenRejection::SandboxSecretNotConfigured => "sandbox_secret_not_configured",
+                TokenRejection::Gateway(TokenError::Revoked) => "gateway_token_revoked",
                 TokenRejection::Gateway(_) => "gateway_token_invalid",
             },
         }
