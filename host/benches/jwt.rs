@@ -1,6 +1,6 @@
 //! JWT verification cost: cold verification (bypassing the verified-token
-//! cache) of RS256, ES256 and EdDSA OIDC tokens and HS256 gateway tokens,
-//! and a cache hit.
+//! cache) of RS256, ES256 and EdDSA OIDC tokens and HS256 gateway tokens
+//! (inline keys; keys from a folder with 10 000 revoked jtis), and a cache hit.
 //!
 //! A JWKS server runs on 127.0.0.1 inside the benchmark; keys are generated
 //! at start.
@@ -92,12 +92,10 @@ fn bench(c: &mut Criterion) {
         tokio::spawn(async move { axum::serve(listener, app).await });
         issuer
     });
-    let gateway = GatewayTokensConfig {
-        issuer: "wasmgate".into(),
-        audience: "wasmgate".into(),
-        active_key: "v1".into(),
-        keys: BTreeMap::from([("v1".to_owned(), SecretSource::Value("benchmark-gateway-key-0123456789abcdef".into()))]),
-    };
+    let gateway = GatewayTokensConfig::inline(
+        "v1",
+        BTreeMap::from([("v1".to_owned(), SecretSource::Value("benchmark-gateway-key-0123456789abcdef".into()))]),
+    );
     let cfg = AuthConfig {
         providers: vec![ProviderConfig {
             name: "bench".into(),
@@ -147,6 +145,27 @@ fn bench(c: &mut Criterion) {
     group.bench_function("HS256 gateway", |b| {
         b.iter(|| {
             let r = futures::executor::block_on(auth.verify_bearer_uncached(&gw_token));
+            assert!(matches!(r, Ok(Authenticated::Gateway { .. })));
+        })
+    });
+    // Keys from a folder and 10 000 revoked jtis: the revocation check on
+    // the verification path.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys_dir = dir.path().join("keys");
+    std::fs::create_dir(&keys_dir).expect("mkdir");
+    std::fs::write(keys_dir.join("active"), "v1").expect("write");
+    std::fs::write(keys_dir.join("v1"), "benchmark-gateway-key-0123456789abcdef").expect("write");
+    let revoked = dir.path().join("revoked");
+    let list: String = (0..10_000).map(|i| format!("{i:032x} 4102444800\n")).collect();
+    std::fs::write(&revoked, list).expect("write");
+    let folder_cfg = AuthConfig {
+        gateway_tokens: Some(GatewayTokensConfig::from_dir(keys_dir, Some(revoked))),
+        ..AuthConfig::default()
+    };
+    let folder_auth = rt.block_on(async { Authenticator::new(&folder_cfg).expect("authenticator") });
+    group.bench_function("HS256 gateway, 10k revoked", |b| {
+        b.iter(|| {
+            let r = futures::executor::block_on(folder_auth.verify_bearer_uncached(&gw_token));
             assert!(matches!(r, Ok(Authenticated::Gateway { .. })));
         })
     });

@@ -169,6 +169,7 @@ impl AuthError {
                 TokenRejection::Typ => "typ_mismatch",
                 TokenRejection::SandboxSecretMismatch => "sandbox_secret_mismatch",
                 TokenRejection::SandboxSecretNotConfigured => "sandbox_secret_not_configured",
+                TokenRejection::Gateway(TokenError::Revoked) => "gateway_token_revoked",
                 TokenRejection::Gateway(_) => "gateway_token_invalid",
             },
         }
@@ -293,11 +294,15 @@ impl Authenticator {
             ),
             None => None,
         };
-        // Checklist 19: the sandbox secret must never double as an HMAC key.
+        // Checklist 19: the sandbox secret must never double as an HMAC key,
+        // neither at start nor after a reload of the key folder.
         if let (Some((_, digest)), Some(g)) = (&sandbox, &gateway)
-            && g.has_key_equal_to(digest)
+            && g.forbid_key(*digest).is_err()
         {
             return Err(AuthError::Config("the sandbox secret must not be reused as a gateway token key".into()));
+        }
+        if let Some(g) = &gateway {
+            g.watch().map_err(|e| AuthError::Config(e.to_string()))?;
         }
         let client = if cfg.providers.is_empty() {
             None

@@ -1,4 +1,7 @@
-//! The edges of the command line: `serve`, `plugin check` and `plugin test`.
+//! The edges of the command line: `serve`, `plugin check` and `plugin test`;
+//! gateway tokens and their keys in [`tokens`].
+
+mod tokens;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,6 +11,8 @@ use anyhow::Context;
 use crate::config::{Config, PluginsConfig};
 use crate::plugins::{CaseFile, PluginEngine};
 use crate::server::{Gateway, Listener, TlsFiles};
+
+pub use tokens::{KeysAction, MintArgs, RevokeArgs, keys, parse_ttl, token_mint, token_revoke};
 
 /// `wasmgate serve --config FILE`.
 pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {

@@ -233,7 +233,8 @@ impl Default for JwksConfig {
     }
 }
 
-/// The gateway's own HMAC tokens.
+/// The gateway's own HMAC tokens. Keys come either inline (`active_key` and
+/// `keys`) or from `keys_dir`, never both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayTokensConfig {
@@ -243,10 +244,48 @@ pub struct GatewayTokensConfig {
     /// The `aud` of gateway tokens.
     #[serde(default = "default_gateway_issuer")]
     pub audience: String,
-    /// The version (`kid`) used to sign new tokens.
-    pub active_key: String,
-    /// Key versions that verify tokens (retired versions are removed from here).
+    /// Inline form: the version (`kid`) used to sign new tokens.
+    #[serde(default)]
+    pub active_key: Option<String>,
+    /// Inline form: key versions that verify tokens (retired versions are
+    /// removed from here; a change needs a restart).
+    #[serde(default)]
     pub keys: BTreeMap<String, SecretSource>,
+    /// Folder form, laid out as a mounted Kubernetes Secret: a file `active`
+    /// naming the active version and one file per version holding its key.
+    /// Watched and reloaded live.
+    #[serde(default)]
+    pub keys_dir: Option<PathBuf>,
+    /// Revoked `jti`s, one per line (`JTI [EXP]`, `#` comments), laid out
+    /// as a mounted ConfigMap would be. Watched and reloaded live.
+    #[serde(default)]
+    pub revoked_file: Option<PathBuf>,
+}
+
+impl GatewayTokensConfig {
+    /// Inline keys: `active` signs, every entry of `keys` verifies.
+    pub fn inline(active: &str, keys: BTreeMap<String, SecretSource>) -> Self {
+        Self {
+            issuer: default_gateway_issuer(),
+            audience: default_gateway_issuer(),
+            active_key: Some(active.to_owned()),
+            keys,
+            keys_dir: None,
+            revoked_file: None,
+        }
+    }
+
+    /// Keys from a folder.
+    pub fn from_dir(keys_dir: PathBuf, revoked_file: Option<PathBuf>) -> Self {
+        Self {
+            issuer: default_gateway_issuer(),
+            audience: default_gateway_issuer(),
+            active_key: None,
+            keys: BTreeMap::new(),
+            keys_dir: Some(keys_dir),
+            revoked_file,
+        }
+    }
 }
 
 fn default_gateway_issuer() -> String {
@@ -442,6 +481,15 @@ impl Config {
         {
             cfg.plugins.cache_dir = Some(parent.join(dir));
         }
+        if let Some(g) = cfg.auth.gateway_tokens.as_mut()
+            && let Some(parent) = path.parent()
+        {
+            for p in [&mut g.keys_dir, &mut g.revoked_file].into_iter().flatten() {
+                if p.is_relative() {
+                    *p = parent.join(&*p);
+                }
+            }
+        }
         Ok(cfg)
     }
 
@@ -483,10 +531,21 @@ impl Config {
                 return invalid(format!("gateway_tokens.issuer equals provider {:?}'s issuer", p.name));
             }
         }
-        if let Some(g) = &self.auth.gateway_tokens
-            && !g.keys.contains_key(&g.active_key)
-        {
-            return invalid(format!("gateway_tokens.active_key {:?} is not among keys", g.active_key));
+        if let Some(g) = &self.auth.gateway_tokens {
+            match (&g.keys_dir, &g.active_key) {
+                (Some(_), Some(_)) => {
+                    return invalid("gateway_tokens: set either keys_dir or active_key and keys, not both".to_owned());
+                }
+                (Some(_), None) if !g.keys.is_empty() => {
+                    return invalid("gateway_tokens: set either keys_dir or keys, not both".to_owned());
+                }
+                (Some(_), None) => {}
+                (None, None) => return invalid("gateway_tokens needs keys_dir, or active_key and keys".to_owned()),
+                (None, Some(active)) if !g.keys.contains_key(active) => {
+                    return invalid(format!("gateway_tokens.active_key {active:?} is not among keys"));
+                }
+                (None, Some(_)) => {}
+            }
         }
         if self.plugins.deadline_ms == 0 || self.plugins.deadline_ms > 10_000 {
             return invalid("plugins.deadline_ms must be within 1..=10000".to_owned());
@@ -561,6 +620,32 @@ routes:
     allow_query_token: true
 "#;
         assert!(Config::from_yaml(yaml).is_err());
+    }
+
+    #[test]
+    fn gateway_keys_are_inline_or_a_folder_not_both() {
+        let both = "auth:\n  gateway_tokens:\n    keys_dir: /k\n    active_key: v1\n    keys: { v1: { value: x } }\n";
+        assert!(Config::from_yaml(both).is_err());
+        let dir_and_keys = "auth:\n  gateway_tokens:\n    keys_dir: /k\n    keys: { v1: { value: x } }\n";
+        assert!(Config::from_yaml(dir_and_keys).is_err());
+        assert!(Config::from_yaml("auth:\n  gateway_tokens: {}\n").is_err());
+        let dir = "auth:\n  gateway_tokens:\n    keys_dir: keys\n    revoked_file: revoked/revoked\n";
+        let cfg = Config::from_yaml(dir).expect("folder form");
+        let g = cfg.auth.gateway_tokens.expect("gateway tokens");
+        assert_eq!(g.keys_dir.as_deref(), Some(Path::new("keys")));
+        let inline = "auth:\n  gateway_tokens:\n    active_key: v1\n    keys: { v1: { value: x } }\n";
+        assert!(Config::from_yaml(inline).is_ok());
+    }
+
+    #[test]
+    fn gateway_token_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wasmgate.yaml");
+        std::fs::write(&path, "auth:\n  gateway_tokens:\n    keys_dir: keys\n    revoked_file: /abs/revoked\n")
+            .expect("write");
+        let g = Config::load(&path).expect("load").auth.gateway_tokens.expect("gateway tokens");
+        assert_eq!(g.keys_dir, Some(dir.path().join("keys")));
+        assert_eq!(g.revoked_file.as_deref(), Some(Path::new("/abs/revoked")));
     }
 
     #[test]

@@ -66,7 +66,7 @@ enum Command {
     /// Log in to a gateway (OAuth device flow, or client credentials for
     /// CI) and store the tokens in the credentials file.
     Login(wasmgate::login::cli::LoginArgs),
-    /// Access tokens from the credentials file.
+    /// Access tokens from the credentials file; gateway tokens (mint, revoke).
     Token {
         #[command(subcommand)]
         action: TokenAction,
@@ -74,12 +74,23 @@ enum Command {
     /// One HTTP call through a gateway with the stored token (renewed if
     /// needed); exits 2 on a status of 400 or more.
     Call(wasmgate::login::cli::CallArgs),
+    /// Gateway token keys: rotate and retire versions.
+    Keys {
+        #[command(subcommand)]
+        action: wasmgate::cli::KeysAction,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum TokenAction {
     /// Print a valid access token for a gateway, renewing it if needed.
     Print(wasmgate::login::cli::TokenPrintArgs),
+    /// Mint a gateway token signed with the active key and print it on
+    /// stdout (its kid, jti and expiry go to stderr).
+    Mint(wasmgate::cli::MintArgs),
+    /// Add a gateway token's jti to the revocation file (atomically; expired
+    /// entries are pruned). Running gateways reject it after their reload.
+    Revoke(wasmgate::cli::RevokeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,7 +162,10 @@ fn main() -> ExitCode {
             }
             Command::Login(args) => wasmgate::login::cli::login(args).await,
             Command::Token { action: TokenAction::Print(args) } => wasmgate::login::cli::token_print(args).await,
+            Command::Token { action: TokenAction::Mint(args) } => wasmgate::cli::token_mint(args),
+            Command::Token { action: TokenAction::Revoke(args) } => wasmgate::cli::token_revoke(args),
             Command::Call(args) => wasmgate::login::cli::call(args).await,
+            Command::Keys { action } => wasmgate::cli::keys(action),
         }
     });
     match result {

@@ -2,6 +2,7 @@
 //! the real sample driver on a Unix socket, real HTTP and gRPC clients.
 
 mod credentials;
+mod gateway_tokens;
 mod login;
 mod policy;
 mod support;

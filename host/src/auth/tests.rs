@@ -238,12 +238,10 @@ fn auth_cfg(providers: Vec<ProviderConfig>) -> AuthConfig {
         cookie: Some("session".into()),
         query_parameter: Some("access_token".into()),
         providers,
-        gateway_tokens: Some(GatewayTokensConfig {
-            issuer: "wasmgate".into(),
-            audience: "wasmgate".into(),
-            active_key: "v1".into(),
-            keys: BTreeMap::from([("v1".to_owned(), SecretSource::Value(GW_KEY.into()))]),
-        }),
+        gateway_tokens: Some(GatewayTokensConfig::inline(
+            "v1",
+            BTreeMap::from([("v1".to_owned(), SecretSource::Value(GW_KEY.into()))]),
+        )),
         ..AuthConfig::default()
     }
 }

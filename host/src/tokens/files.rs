@@ -1,0 +1,468 @@
+//! The file operations behind `wasmgate keys rotate|retire` and
+//! `wasmgate token revoke`: every change is atomic and durable.
+//!
+//! A plain folder is changed file by file: a temporary file (name starting
+//! with `.`, so the gateway never reads it) is written beside the target,
+//! given the target's mode and owner, fsynced and renamed over it, then the
+//! folder is fsynced. A folder laid out as Kubernetes projects a Secret or
+//! ConfigMap (`NAME -> ..data/NAME`, `..data -> ..TIMESTAMP/`) is changed
+//! the way the kubelet does it: a complete new `..TIMESTAMP` folder, then one
+//! atomic rename of the `..data` symlink, so the gateway sees every file of
+//! the update at once. Any other symlink at a target path is refused: it
+//! points at something this command does not manage, and replacing it with
+//! a file would silently detach it. Changes to one folder are serialised
+//! with an advisory lock on the folder.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use super::TokenError;
+use super::keys::{ACTIVE_FILE, KeyMaterial};
+use super::revoked;
+
+/// The Kubernetes atomic-writer symlink.
+const DATA_LINK: &str = "..data";
+const DATA_TMP_LINK: &str = "..data_tmp";
+
+/// Why a key or revocation file could not be changed. Never contains key bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The change is not allowed (retiring the active key, a foreign symlink, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// The current key folder is not valid.
+    #[error(transparent)]
+    Keys(#[from] TokenError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AdminError + '_ {
+    move |source| AdminError::Io { path: path.to_owned(), source }
+}
+
+/// One change to a file of a folder.
+#[derive(Debug)]
+enum Change {
+    /// New contents; `mode` and `owner` when the file does not exist yet
+    /// (an existing file keeps its own).
+    Write {
+        contents: Vec<u8>,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    },
+    Remove,
+}
+
+/// What `keys rotate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    /// The new, now active, version.
+    pub active: String,
+    /// The previously active version (still verifies until retired).
+    pub previous: String,
+}
+
+/// `wasmgate keys rotate`: adds a new version holding 32 random bytes (as 64
+/// hex characters), then makes it active. The folder must be valid before.
+pub fn rotate(dir: &Path, version: Option<&str>) -> Result<Rotated, AdminError> {
+    let _lock = lock(dir)?;
+    let current = KeyMaterial::read_dir(dir)?;
+    let version = match version {
+        Some(v) => v.to_owned(),
+        None => next_version(&current.keys),
+    };
+    if !super::keys::version_name_is_valid(&version) {
+        return Err(AdminError::Refused(format!("{version:?} is not a valid version name")));
+    }
+    if current.keys.contains_key(&version) || dir.join(&version).symlink_metadata().is_ok() {
+        return Err(AdminError::Refused(format!("version {version:?} already exists")));
+    }
+    let key = random_key()?;
+    let owner = owner_of(&dir.join(ACTIVE_FILE));
+    let changes = [
+        (version.as_str(), Change::Write { contents: key.into_bytes(), mode: 0o600, owner }),
+        (ACTIVE_FILE, Change::Write { contents: format!("{version}\n").into_bytes(), mode: 0o644, owner }),
+    ];
+    apply(dir, &changes)?;
+    Ok(Rotated { active: version, previous: current.active })
+}
+
+/// `wasmgate keys retire VERSION`: removes a version; tokens whose `kid`
+/// names it stop verifying once the gateway has reloaded the folder.
+pub fn retire(dir: &Path, version: &str) -> Result<(), AdminError> {
+    let _lock = lock(dir)?;
+    let current = KeyMaterial::read_dir(dir)?;
+    if version == current.active {
+        return Err(AdminError::Refused(format!(
+            "{version:?} is the active version; rotate first (`wasmgate keys rotate`), then retire it"
+        )));
+    }
+    if !current.keys.contains_key(version) {
+        return Err(AdminError::Refused(format!("no key version {version:?} in {}", dir.display())));
+    }
+    apply(dir, &[(version, Change::Remove)])
+}
+
+/// `wasmgate token revoke JTI`: adds `jti` (with the token's `exp` when
+/// given) to the revocation file, creating it (0644) when missing, and
+/// prunes entries whose `exp + leeway` has passed. Returns false when the
+/// `jti` was already listed.
+pub fn revoke(path: &Path, jti: &str, exp: Option<i64>, now: i64, leeway: i64) -> Result<bool, AdminError> {
+    if !revoked::jti_is_valid(jti) {
+        return Err(AdminError::Refused(format!(
+            "a jti is 1 to {} printable characters without spaces or '#'",
+            revoked::MAX_JTI_LEN
+        )));
+    }
+    let (dir, name) = split(path)?;
+    let _lock = lock(&dir)?;
+    let mut lines = match path.symlink_metadata() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![revoked::Line::Other(
+            "# Revoked gateway tokens: one `JTI [EXP]` per line (EXP = the token's exp, Unix seconds).".to_owned(),
+        )],
+        Err(e) => return Err(io(path)(e)),
+        Ok(_) => revoked::read_lines(path)?.0,
+    };
+    let was_listed = revoked::RevokedSet::from_lines(&lines).contains(jti);
+    revoked::add_and_prune(&mut lines, jti, exp, now, leeway);
+    let contents = revoked::format(&lines).into_bytes();
+    apply(&dir, &[(name.as_str(), Change::Write { contents, mode: 0o644, owner: None })])?;
+    Ok(!was_listed)
+}
+
+fn split(path: &Path) -> Result<(PathBuf, String), AdminError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| AdminError::Refused(format!("{} has no file name", path.display())))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Ok((dir.to_owned(), name.to_owned()))
+}
+
+/// `v{N+1}` for the highest `vN` among the versions (`v1` when none).
+fn next_version(keys: &BTreeMap<String, crate::config::SecretValue>) -> String {
+    let max = keys.keys().filter_map(|k| k.strip_prefix('v')?.parse::<u64>().ok()).max().unwrap_or(0);
+    format!("v{}", max.saturating_add(1))
+}
+
+fn random_key() -> Result<String, AdminError> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut b = [0u8; 32];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| AdminError::Refused("the system random generator failed".to_owned()))?;
+    Ok(hex::encode(b))
+}
+
+fn owner_of(path: &Path) -> Option<(u32, u32)> {
+    fs::metadata(path).ok().map(|m| (m.uid(), m.gid()))
+}
+
+/// An exclusive advisory lock on the folder, held until dropped.
+fn lock(dir: &Path) -> Result<File, AdminError> {
+    let f = File::open(dir).map_err(io(dir))?;
+    f.lock().map_err(io(dir))?;
+    Ok(f)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), AdminError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Whether `dir` is a Kubernetes projected-volume layout.
+fn is_projected(dir: &Path) -> bool {
+    dir.join(DATA_LINK).symlink_metadata().is_ok_and(|m| m.file_type().is_symlink())
+}
+
+fn apply(dir: &Path, changes: &[(&str, Change)]) -> Result<(), AdminError> {
+    if is_projected(dir) { apply_projected(dir, changes) } else { apply_plain(dir, changes) }
+}
+
+fn apply_plain(dir: &Path, changes: &[(&str, Change)]) -> Result<(), AdminError> {
+    // Check every target first, so a refusal changes nothing.
+    for (name, _) in changes {
+        plain_target(&dir.join(name))?;
+    }
+    for (name, change) in changes {
+        let target = dir.join(name);
+        let existing = plain_target(&target)?;
+        match change {
+            Change::Write { contents, mode, owner } => {
+                let (mode, owner) = match &existing {
+                    Some(m) => (m.mode() & 0o7777, Some((m.uid(), m.gid()))),
+                    None => (*mode, *owner),
+                };
+                write_file(dir, name, contents, mode, owner, true)?;
+            }
+            Change::Remove => {
+                if existing.is_some() {
+                    fs::remove_file(&target).map_err(io(&target))?;
+                }
+            }
+        }
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The metadata of a regular file at `target` (None when absent); symlinks
+/// and other kinds of files are refused.
+fn plain_target(target: &Path) -> Result<Option<fs::Metadata>, AdminError> {
+    match target.symlink_metadata() {
+        Ok(m) if m.file_type().is_symlink() => Err(AdminError::Refused(format!(
+            "{} is a symlink outside a Kubernetes `..data` layout; refusing to replace it",
+            target.display()
+        ))),
+        Ok(m) if !m.is_file() => Err(AdminError::Refused(format!("{} is not a regular file", target.display()))),
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(target)(e)),
+    }
+}
+
+/// Writes `dir/name` through a temporary file; `rename` replaces the target
+/// atomically, otherwise the file is created in place (in a new folder).
+fn write_file(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    rename: bool,
+) -> Result<(), AdminError> {
+    let target = dir.join(name);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid)).map_err(|e| {
+            AdminError::Refused(format!(
+                "cannot give {} the owner {uid}:{gid} of the file it replaces ({e}); run as that user",
+                target.display()
+            ))
+        })?;
+    }
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode)).map_err(io(&target))?;
+    tmp.write_all(contents).map_err(io(&target))?;
+    tmp.as_file().sync_all().map_err(io(&target))?;
+    if rename {
+        tmp.persist(&target).map_err(|e| io(&target)(e.error))?;
+    } else {
+        tmp.persist_noclobber(&target).map_err(|e| io(&target)(e.error))?;
+    }
+    Ok(())
+}
+
+fn apply_projected(dir: &Path, changes: &[(&str, Change)]) -> Result<(), AdminError> {
+    let data_link = dir.join(DATA_LINK);
+    let old = fs::read_link(&data_link).map_err(io(&data_link))?;
+    let old_dir = dir.join(&old);
+    // Every visible name must be the projection of `..data/NAME`.
+    for (name, _) in changes {
+        let visible = dir.join(name);
+        match fs::read_link(&visible) {
+            Ok(t) if t == Path::new(DATA_LINK).join(name) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => {
+                return Err(AdminError::Refused(format!(
+                    "{} is not a `..data/{name}` link although the folder has a Kubernetes `..data` layout",
+                    visible.display()
+                )));
+            }
+        }
+    }
+    let new_dir = tempfile::Builder::new()
+        .prefix(&format!("..wasmgate_{}_", crate::auth::now_unix()))
+        .permissions(fs::Permissions::from_mode(0o755))
+        .tempdir_in(dir)
+        .map_err(io(dir))?;
+    let change_of = |n: &str| changes.iter().find(|(c, _)| *c == n).map(|(_, c)| c);
+    for entry in fs::read_dir(&old_dir).map_err(io(&old_dir))? {
+        let entry = entry.map_err(io(&old_dir))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        let meta = entry.metadata().map_err(io(&entry.path()))?;
+        if name.starts_with('.') || !meta.is_file() || change_of(&name).is_some() {
+            continue;
+        }
+        let contents = fs::read(entry.path()).map_err(io(&entry.path()))?;
+        let owner = Some((meta.uid(), meta.gid()));
+        write_file(new_dir.path(), &name, &contents, meta.mode() & 0o7777, owner, false)?;
+    }
+    for (name, change) in changes {
+        if let Change::Write { contents, mode, owner } = change {
+            let (mode, owner) = match fs::metadata(old_dir.join(name)) {
+                Ok(m) => (m.mode() & 0o7777, Some((m.uid(), m.gid()))),
+                Err(_) => (*mode, *owner),
+            };
+            write_file(new_dir.path(), name, contents, mode, owner, false)?;
+        }
+    }
+    sync_dir(new_dir.path())?;
+    // New names become visible before the swap (dangling until then), so the
+    // swap alone makes the update complete.
+    for (name, change) in changes {
+        let visible = dir.join(name);
+        if matches!(change, Change::Write { .. }) && visible.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(Path::new(DATA_LINK).join(name), &visible).map_err(io(&visible))?;
+        }
+    }
+    let new_dir = new_dir.keep();
+    let new_name = new_dir.file_name().map(PathBuf::from).unwrap_or_default();
+    let tmp_link = dir.join(DATA_TMP_LINK);
+    let _ = fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&new_name, &tmp_link).map_err(io(&tmp_link))?;
+    fs::rename(&tmp_link, &data_link).map_err(io(&data_link))?;
+    sync_dir(dir)?;
+    for (name, change) in changes {
+        if matches!(change, Change::Remove) {
+            let visible = dir.join(name);
+            fs::remove_file(&visible).map_err(io(&visible))?;
+        }
+    }
+    if old.file_name().is_some_and(|n| n.to_string_lossy().starts_with("..")) && old.components().count() == 1 {
+        fs::remove_dir_all(&old_dir).map_err(io(&old_dir))?;
+    }
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K1: &str = "0123456789abcdef0123456789abcdef-v1";
+
+    fn plain_keys() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("active"), "v1\n").expect("write");
+        fs::write(dir.path().join("v1"), K1).expect("write");
+        dir
+    }
+
+    /// A folder as the kubelet projects a Secret.
+    fn projected(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ts = dir.path().join("..2025_06_01_12_00_00.1");
+        fs::create_dir(&ts).expect("mkdir");
+        for (name, contents) in files {
+            fs::write(ts.join(name), contents).expect("write");
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.path().join(name)).expect("link");
+        }
+        std::os::unix::fs::symlink("..2025_06_01_12_00_00.1", dir.path().join("..data")).expect("link");
+        dir
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).expect("metadata").mode() & 0o777
+    }
+
+    #[test]
+    fn rotate_then_retire_in_a_plain_folder() {
+        let dir = plain_keys();
+        let d = dir.path();
+        let r = rotate(d, None).expect("rotate");
+        assert_eq!(r, Rotated { active: "v2".into(), previous: "v1".into() });
+        let m = KeyMaterial::read_dir(d).expect("valid after rotate");
+        assert_eq!(m.active, "v2");
+        let key = m.keys["v2"].expose();
+        assert_eq!(key.len(), 64);
+        assert!(key.iter().all(u8::is_ascii_hexdigit));
+        assert_eq!(mode(&d.join("v2")), 0o600, "new key file is 0600");
+        assert_eq!(rotate(d, None).expect("rotate").active, "v3");
+        assert_ne!(KeyMaterial::read_dir(d).expect("valid").keys["v3"].expose(), key, "fresh random key");
+        assert!(matches!(retire(d, "v3"), Err(AdminError::Refused(m)) if m.contains("active")));
+        assert!(matches!(retire(d, "v9"), Err(AdminError::Refused(_))));
+        retire(d, "v1").expect("retire");
+        let m = KeyMaterial::read_dir(d).expect("valid after retire");
+        assert_eq!(m.keys.keys().collect::<Vec<_>>(), ["v2", "v3"]);
+        assert!(matches!(rotate(d, Some("v2")), Err(AdminError::Refused(_))), "existing version");
+        assert!(matches!(rotate(d, Some("..data")), Err(AdminError::Refused(_))));
+        let leftovers: Vec<_> = fs::read_dir(d).expect("ls").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        assert_eq!(leftovers.len(), 3, "no temporary files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn rotate_refuses_an_invalid_folder_and_foreign_symlinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(rotate(dir.path(), None), Err(AdminError::Keys(_))), "no active file");
+        let dir = plain_keys();
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        fs::write(elsewhere.path().join("active"), "v1").expect("write");
+        fs::remove_file(dir.path().join("active")).expect("rm");
+        std::os::unix::fs::symlink(elsewhere.path().join("active"), dir.path().join("active")).expect("link");
+        assert!(matches!(rotate(dir.path(), None), Err(AdminError::Refused(m)) if m.contains("symlink")));
+        assert!(dir.path().join("v2").symlink_metadata().is_err(), "a refusal changes nothing");
+    }
+
+    #[test]
+    fn rotate_and_retire_in_a_kubernetes_layout_swap_data_once() {
+        let dir = projected(&[("active", "v1\n"), ("v1", K1)]);
+        let d = dir.path();
+        let before = fs::read_link(d.join("..data")).expect("link");
+        rotate(d, None).expect("rotate");
+        let after = fs::read_link(d.join("..data")).expect("link");
+        assert_ne!(before, after, "..data swapped");
+        assert!(!d.join(&before).exists(), "old timestamp folder removed");
+        assert_eq!(fs::read_link(d.join("v2")).expect("link"), Path::new("..data/v2"));
+        let m = KeyMaterial::read_dir(d).expect("valid");
+        assert_eq!((m.active.as_str(), m.keys.len()), ("v2", 2));
+        assert_eq!(mode(&d.join("v2")), 0o600);
+        retire(d, "v1").expect("retire");
+        assert!(d.join("v1").symlink_metadata().is_err(), "visible link removed");
+        let m = KeyMaterial::read_dir(d).expect("valid");
+        assert_eq!(m.keys.keys().collect::<Vec<_>>(), ["v2"]);
+        let names: Vec<_> = fs::read_dir(d).expect("ls").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 4, "active, v2, ..data and one timestamp folder: {names:?}");
+    }
+
+    #[test]
+    fn revoke_creates_appends_and_keeps_the_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("revoked");
+        assert!(revoke(&p, "j1", Some(2000), 1000, 30).expect("create"));
+        assert_eq!(mode(&p), 0o644, "a new list is 0644 like a ConfigMap");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).expect("chmod");
+        assert!(revoke(&p, "j2", None, 1000, 30).expect("append"));
+        assert!(!revoke(&p, "j2", None, 1000, 30).expect("again"), "already listed");
+        assert_eq!(mode(&p), 0o640, "the existing mode is kept");
+        let set = revoked::RevokedSet::read(&p).expect("read").0;
+        assert!(set.contains("j1") && set.contains("j2"));
+        // j1 expired (2000 + 30 < 5000): pruned on the next write.
+        revoke(&p, "j3", None, 5000, 30).expect("append");
+        let set = revoked::RevokedSet::read(&p).expect("read").0;
+        assert!(!set.contains("j1") && set.contains("j2") && set.contains("j3"));
+        assert!(fs::read_to_string(&p).expect("read").starts_with("# Revoked"), "comment kept");
+        assert!(matches!(revoke(&p, "a b", None, 0, 0), Err(AdminError::Refused(_))));
+        assert!(matches!(revoke(&p, "", None, 0, 0), Err(AdminError::Refused(_))));
+    }
+
+    #[test]
+    fn revoke_refuses_a_foreign_symlink_and_follows_a_configmap_layout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("real");
+        fs::write(&target, "").expect("write");
+        let link = dir.path().join("revoked");
+        std::os::unix::fs::symlink(&target, &link).expect("link");
+        assert!(matches!(revoke(&link, "j1", None, 0, 0), Err(AdminError::Refused(m)) if m.contains("symlink")));
+        assert_eq!(fs::read_to_string(&target).expect("read"), "", "target untouched");
+
+        let cm = projected(&[("revoked", "old\n"), ("other", "x")]);
+        let p = cm.path().join("revoked");
+        revoke(&p, "j1", Some(99), 0, 0).expect("revoke via ..data");
+        assert_eq!(fs::read_link(&p).expect("still a link"), Path::new("..data/revoked"));
+        assert_eq!(fs::read_to_string(&p).expect("read"), "old\nj1 99\n");
+        assert_eq!(fs::read_to_string(cm.path().join("other")).expect("read"), "x", "other files carried over");
+    }
+}

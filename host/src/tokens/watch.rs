@@ -1,0 +1,118 @@
+//! Live reload of the key folder and the revocation file.
+//!
+//! The folders are watched, not the files, so the atomic `..data` symlink
+//! swap of a Kubernetes Secret or ConfigMap update is seen (the visible names
+//! never change; only `..data` is renamed over). Events are debounced; then
+//! the key set and the revocation set are rebuilt off the request path and
+//! each is swapped in atomically. A bad update is rejected with its reason
+//! in the log and the last good set keeps verifying. A resync every minute
+//! covers a lost watch (e.g. a folder that was replaced).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+
+use super::{Live, TokenError};
+
+/// Quiet time after the last change before a reload.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Reload even without events this often.
+const RESYNC: Duration = Duration::from_secs(60);
+
+/// Starts watching on the current tokio runtime; stops when `live` is dropped.
+pub(super) fn spawn(live: &Arc<Live>) -> Result<(), TokenError> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = &live.keys_dir {
+        dirs.push(d.clone());
+    }
+    if let Some(f) = &live.revoked_file {
+        let parent = f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dirs.iter().any(|d| d == parent) {
+            dirs.push(parent.to_owned());
+        }
+    }
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| TokenError::Config("watching the key folder needs a tokio runtime".into()))?;
+    let (tx, rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res
+            && relevant(&event.kind)
+        {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| TokenError::Config(format!("cannot watch the key folder: {e}")))?;
+    for d in &dirs {
+        watcher
+            .watch(d, RecursiveMode::NonRecursive)
+            .map_err(|e| TokenError::Config(format!("cannot watch {}: {e}", d.display())))?;
+    }
+    handle.spawn(run(Arc::downgrade(live), rx, watcher));
+    Ok(())
+}
+
+/// Reads (our own, when reloading) never trigger a reload; a finished write does.
+fn relevant(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+async fn run(live: Weak<Live>, mut changes: mpsc::UnboundedReceiver<()>, _watcher: notify::RecommendedWatcher) {
+    let mut last = Outcomes::default();
+    loop {
+        tokio::select! {
+            change = changes.recv() => if change.is_none() { return },
+            () = tokio::time::sleep(RESYNC) => {},
+        }
+        loop {
+            match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
+                Ok(Some(())) => continue,
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        let Some(live) = live.upgrade() else { return };
+        let outcome = tokio::task::spawn_blocking(move || (live.reload_keys(), live.reload_revoked())).await;
+        let Ok((keys, revoked)) = outcome else { continue };
+        last.report("keys", keys);
+        last.report("revocation list", revoked);
+    }
+}
+
+/// The last outcome per source, so an unchanged state is not logged again
+/// at every resync.
+#[derive(Default)]
+struct Outcomes {
+    errors: std::collections::HashMap<&'static str, String>,
+}
+
+impl Outcomes {
+    fn report(&mut self, what: &'static str, result: Result<Option<String>, TokenError>) {
+        match result {
+            Ok(None) => {
+                self.errors.remove(what);
+            }
+            Ok(Some(change)) => {
+                self.errors.remove(what);
+                tracing::info!(%change, "gateway token {what} reloaded");
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                if self.errors.get(what) != Some(&reason) {
+                    tracing::error!(%reason, "gateway token {what} update rejected; the last good set keeps verifying");
+                    self.errors.insert(what, reason);
+                }
+            }
+        }
+    }
+}
