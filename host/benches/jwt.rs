@@ -186,6 +186,21 @@ fn bench(c: &mut Criterion) {
             assert!(matches!(r, Ok(Authenticated::Oidc { .. })));
         })
     });
+    // A repeated gateway token: served from the verified-token cache after
+    // its key version and jti are checked against the live sets.
+    let mut gw_headers = http::HeaderMap::new();
+    gw_headers.insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_str(&format!("Bearer {gw_token}")).expect("header"),
+    );
+    let gw_presented = folder_auth.extract(&gw_headers, &http::Uri::from_static("/"), false);
+    assert!(rt.block_on(folder_auth.authenticate(AuthClass::Bearer, &gw_presented)).is_ok());
+    c.bench_function("cache_hit/authenticate gateway token, 10k revoked", |b| {
+        b.iter(|| {
+            let r = futures::executor::block_on(folder_auth.authenticate(AuthClass::Bearer, &gw_presented));
+            assert!(matches!(r, Ok(Authenticated::Gateway { .. })));
+        })
+    });
     c.bench_function("extract/authorization", |b| {
         b.iter(|| auth.extract(&headers, &http::Uri::from_static("/"), false))
     });

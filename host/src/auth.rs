@@ -443,9 +443,32 @@ impl Authenticator {
         let inner = &*self.inner;
         let now = now_unix();
         if use_cache && let Some(hit) = inner.cache.get(token) {
-            let provider = &inner.providers[hit.provider];
-            if now <= hit.valid_until && provider.still_has(&hit.kid, &hit.fingerprint) {
-                return Ok(Authenticated::Oidc { provider: provider.name.clone(), token: hit.token.clone(), source });
+            if now <= hit.valid_until {
+                match &hit.kind {
+                    cache::Kind::Oidc { token: verified, provider, kid, fingerprint } => {
+                        let provider = &inner.providers[*provider];
+                        if provider.still_has(kid, fingerprint) {
+                            return Ok(Authenticated::Oidc {
+                                provider: provider.name.clone(),
+                                token: verified.clone(),
+                                source,
+                            });
+                        }
+                    }
+                    cache::Kind::Gateway { principal, expires_at, kid, jti } => {
+                        // Retired keys and revoked jtis apply to cached tokens too.
+                        if let Some(g) = &inner.gateway
+                            && g.key_is_live(kid)
+                            && !g.is_revoked(jti)
+                        {
+                            return Ok(Authenticated::Gateway {
+                                principal: principal.clone(),
+                                expires_at: *expires_at,
+                                source,
+                            });
+                        }
+                    }
+                }
             }
             inner.cache.remove(token);
         }
@@ -457,6 +480,23 @@ impl Authenticator {
             && iss == g.issuer()
         {
             let (principal, expires_at) = g.verify_parsed(&parsed, now).map_err(TokenRejection::Gateway)?;
+            if use_cache
+                && let (Some(kid), Some(jti)) =
+                    (parsed.header.kid.as_deref(), parsed.claims.get("jti").and_then(serde_json::Value::as_str))
+            {
+                inner.cache.insert(
+                    token,
+                    cache::Entry {
+                        kind: cache::Kind::Gateway {
+                            principal: principal.clone(),
+                            expires_at,
+                            kid: kid.to_owned(),
+                            jti: jti.to_owned(),
+                        },
+                        valid_until: expires_at.saturating_add(g.leeway()),
+                    },
+                );
+            }
             return Ok(Authenticated::Gateway { principal, expires_at, source });
         }
         let Some(&idx) = inner.by_issuer.get(iss) else {
@@ -469,10 +509,12 @@ impl Authenticator {
             inner.cache.insert(
                 token,
                 cache::Entry {
-                    token: verified.clone(),
-                    provider: idx,
-                    kid: key.kid.clone(),
-                    fingerprint: key.fingerprint,
+                    kind: cache::Kind::Oidc {
+                        token: verified.clone(),
+                        provider: idx,
+                        kid: key.kid.clone(),
+                        fingerprint: key.fingerprint,
+                    },
                     valid_until: verified.expires_at.saturating_add(provider_leeway(provider)),
                 },
             );

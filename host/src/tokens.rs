@@ -396,6 +396,16 @@ impl GatewayTokens {
     }
 
     /// Verifies a token that already passed the strict pre-parse.
+    /// Whether key version `kid` still verifies (not retired).
+    pub(crate) fn key_is_live(&self, kid: &str) -> bool {
+        self.live.keys.load().keys.contains_key(kid)
+    }
+
+    /// The leeway applied to `exp`, `nbf` and `iat`, seconds.
+    pub(crate) fn leeway(&self) -> i64 {
+        self.leeway
+    }
+
     pub(crate) fn verify_parsed(&self, parsed: &ParsedJwt<'_>, now: i64) -> Result<(Principal, i64), TokenError> {
         if parsed.header.alg != jsonwebtoken::Algorithm::HS256 {
             return Err(TokenError::Algorithm);

@@ -1,7 +1,8 @@
-//! Verified OIDC tokens, keyed by the exact token text, so a repeated token
-//! costs a hash lookup instead of a signature check. Entries expire at the
-//! token's `exp` (plus leeway) and are ignored once the key that verified
-//! them has left the provider's key set.
+//! Verified tokens (OIDC and gateway), keyed by the exact token text, so a
+//! repeated token costs a hash lookup instead of a signature check. Entries
+//! expire at the token's `exp` (plus leeway) and are ignored once the key
+//! that verified them has left its key set (a JWKS refresh, a retired
+//! gateway key) or, for gateway tokens, once their `jti` is revoked.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use moka::Expiry;
 use moka::sync::Cache;
 
 use super::VerifiedToken;
+use crate::identity::Principal;
 
 /// Entries kept at most.
 pub(crate) const CAPACITY: u64 = 10_000;
@@ -17,12 +19,19 @@ pub(crate) const CAPACITY: u64 = 10_000;
 /// One verified token and what it depends on.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    pub token: Arc<VerifiedToken>,
-    pub provider: usize,
-    pub kid: String,
-    pub fingerprint: [u8; 32],
+    /// What verified it.
+    pub kind: Kind,
     /// `exp` plus leeway, Unix seconds.
     pub valid_until: i64,
+}
+
+/// The two kinds of verified token.
+#[derive(Debug)]
+pub(crate) enum Kind {
+    /// Verified against a provider's key.
+    Oidc { token: Arc<VerifiedToken>, provider: usize, kid: String, fingerprint: [u8; 32] },
+    /// Verified against a gateway key version.
+    Gateway { principal: Principal, expires_at: i64, kid: String, jti: String },
 }
 
 struct UntilExp;
