@@ -16,6 +16,7 @@ use wasmgate_proto::sandbox::{
     ListSandboxesRequest, UpdateConfigRequest, WatchSandboxesRequest,
 };
 
+pub(crate) use issuer::DevKey;
 pub use issuer::{DevClaims, DevIssuer};
 
 use crate::config::Config;

@@ -45,6 +45,34 @@ pub struct DevClaims<'a> {
     pub ttl_seconds: i64,
 }
 
+/// A fresh P-256 signing key with its `kid` and public JWK, for the
+/// development and test issuers.
+pub(crate) struct DevKey {
+    pub kid: String,
+    pub jwk: Value,
+    pub key: EncodingKey,
+}
+
+impl DevKey {
+    /// Generates a key whose `kid` is `PREFIX-` and 16 hex digits of the key.
+    pub(crate) fn generate(kid_prefix: &str) -> anyhow::Result<Self> {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| anyhow::anyhow!("cannot generate a P-256 key"))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+            .map_err(|_| anyhow::anyhow!("cannot parse the generated key"))?;
+        let point = pair.public_key().as_ref();
+        anyhow::ensure!(point.len() == 65 && point[0] == 4, "unexpected public key encoding");
+        let kid = format!("{kid_prefix}-{}", hex::encode(&point[1..9]));
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        });
+        Ok(Self { kid, jwk, key: EncodingKey::from_ec_der(pkcs8.as_ref()) })
+    }
+}
+
 impl DevIssuer {
     /// Generates a key and serves discovery and JWKS on `127.0.0.1:0`.
     pub async fn start() -> anyhow::Result<Self> {
@@ -53,20 +81,7 @@ impl DevIssuer {
 
     /// Like [`DevIssuer::start`], on a given loopback port.
     pub async fn start_on(port: u16) -> anyhow::Result<Self> {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| anyhow::anyhow!("cannot generate a P-256 key"))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-            .map_err(|_| anyhow::anyhow!("cannot parse the generated key"))?;
-        let point = pair.public_key().as_ref();
-        anyhow::ensure!(point.len() == 65 && point[0] == 4, "unexpected public key encoding");
-        let kid = format!("dev-{}", &hex::encode(&point[1..9]));
-        let jwk = json!({
-            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-        });
-        let key = EncodingKey::from_ec_der(pkcs8.as_ref());
+        let DevKey { kid, jwk, key } = DevKey::generate("dev")?;
 
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
             .await

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use axum::Json;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -26,6 +25,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use super::store::unix_now;
+use crate::demo::DevKey;
 
 /// How the server behaves.
 #[derive(Debug, Clone)]
@@ -159,31 +159,14 @@ impl std::fmt::Debug for TestOAuthServer {
 impl TestOAuthServer {
     /// Generates a key and serves on `127.0.0.1:0`.
     pub async fn start(options: TestServerOptions) -> anyhow::Result<Self> {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| anyhow::anyhow!("cannot generate a P-256 key"))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-            .map_err(|_| anyhow::anyhow!("cannot parse the generated key"))?;
-        let point = pair.public_key().as_ref();
-        anyhow::ensure!(point.len() == 65 && point[0] == 4, "unexpected public key encoding");
-        let kid = format!("login-test-{}", hex::encode(&point[1..9]));
-        let jwks = json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-        }]});
+        let DevKey { kid, jwk, key } = DevKey::generate("login-test")?;
+        let jwks = json!({ "keys": [jwk] });
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .context("bind the test OAuth server")?;
         let issuer = format!("http://{}", listener.local_addr()?);
         let server = Self {
-            shared: Arc::new(Shared {
-                issuer: issuer.clone(),
-                kid,
-                key: EncodingKey::from_ec_der(pkcs8.as_ref()),
-                options,
-                inner: Mutex::new(Inner::default()),
-            }),
+            shared: Arc::new(Shared { issuer: issuer.clone(), kid, key, options, inner: Mutex::new(Inner::default()) }),
         };
         let discovery = json!({
             "issuer": issuer,
