@@ -352,7 +352,12 @@ impl PluginEngine {
     /// Compiles, links, type-checks and pre-instantiates a component, and
     /// instantiates it once to prove instantiation works.
     pub async fn load(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        self.load_hashed(name, bytes, hex::encode(Sha256::digest(bytes))).await
+    }
+
+    /// [`PluginEngine::load`] for bytes whose SHA-256 (hex) the caller has
+    /// already computed.
+    pub(crate) async fn load_hashed(&self, name: &str, bytes: &[u8], sha256: String) -> Result<Arc<Plugin>, LoadError> {
         let component = self.compile(name, bytes, &sha256).await?;
         let pre = self.shared.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
             name: name.to_owned(),

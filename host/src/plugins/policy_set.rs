@@ -252,7 +252,7 @@ impl Loader<'_> {
         {
             return Ok(prev.clone());
         }
-        let plugin = self.engine.load(&name, &bytes).await?;
+        let plugin = self.engine.load_hashed(&name, &bytes, sha256).await?;
         let mut golden_cases = 0;
         if let Some(cases) = &cases {
             for result in cases.run(self.engine, &plugin).await {

@@ -227,7 +227,7 @@ async fn credentials_for(
             .map_err(|_| (Rejection::Forbidden, format!("credential header {:?} is not a header name", u.header)))?;
         headers.push((name, value));
     }
-    if !uses.is_empty() {
+    if !uses.is_empty() && tracing::enabled!(target: "wasmgate::credentials", tracing::Level::DEBUG) {
         let names: Vec<&str> = uses.iter().map(|u| u.credential.as_str()).collect();
         tracing::debug!(target: "wasmgate::credentials", credentials = %names.join(","), path = %request.call.path, "injected upstream credentials");
     }
