@@ -27,8 +27,8 @@ pub fn router(gateway: Gateway, config_path: PathBuf) -> Router {
                             (StatusCode::OK, axum::Json(serde_json::json!({ "generation": generation })))
                         }
                         Err(error) => {
+                            // `reload` logged the rejection and what keeps serving.
                             crate::metrics::reload("failure");
-                            tracing::error!(%error, "policy reload rejected; the previous policy keeps serving");
                             (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(serde_json::json!({ "error": error })))
                         }
                     }

@@ -14,13 +14,45 @@ use crate::server::{Gateway, Listener, TlsFiles};
 
 pub use tokens::{KeysAction, MintArgs, RevokeArgs, keys, parse_ttl, token_mint, token_revoke};
 
+/// An error and its causes on one line, each said once: a cause whose text
+/// is already part of the message before it (`cannot read x: No such file
+/// or directory (os error 2)` caused by `No such file or directory (os
+/// error 2)`) is not repeated.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// `wasmgate serve --config FILE`.
 pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(path)?;
+    if let Some(dir) = cfg.auth.gateway_tokens.as_ref().and_then(|g| g.keys_dir.as_ref())
+        && !dir.exists()
+    {
+        anyhow::bail!(
+            "auth.gateway_tokens.keys_dir {} does not exist; create it with its first key: `wasmgate keys rotate \
+             --config {}`",
+            dir.display(),
+            path.display()
+        );
+    }
+    warn_about_unlisted_methods(&cfg);
     let gateway = Gateway::new(&cfg).await?;
     let tls = cfg.tls.as_ref().map(|t| TlsFiles { cert: t.cert.clone(), key: t.key.clone() });
     let listener = Listener::bind(cfg.listen, tls.as_ref()).await?;
-    let config_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    // The folder canonical, the name kept: the file may be a symlink that
+    // a ConfigMap update swaps (`gateway.yaml -> ..data/gateway.yaml`).
+    let config_path = crate::config::paths::config_file(path);
     if let Some(admin) = &cfg.admin {
         let listener = tokio::net::TcpListener::bind(admin.listen)
             .await
@@ -44,6 +76,28 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     gateway.serve(listener, shutdown_signal()).await?;
     tracing::info!("wasmgate stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The embedded classifier without `methods` makes every call `bearer`
+/// requiring its wildcard scope (`wasmgate:all`): a new authorizer that
+/// checks required scopes then only ever sees denials. Said once at start.
+fn warn_about_unlisted_methods(cfg: &Config) {
+    let bare: Vec<(&str, &crate::config::BindingConfig)> = cfg
+        .routes
+        .iter()
+        .map(|r| (r.name.as_str(), r.classifier.as_ref().unwrap_or(&cfg.policy.classifier)))
+        .filter(|(_, b)| b.plugin == "builtin:default-classifier" && !b.settings.contains_key("methods"))
+        .collect();
+    if let Some((_, first)) = bare.first() {
+        let routes: Vec<&str> = bare.iter().map(|(r, _)| *r).collect();
+        let scope = first.settings.get("wildcard-scope").and_then(|v| v.as_str()).unwrap_or("wasmgate:all");
+        tracing::warn!(
+            routes = %routes.join(","),
+            "the classifier builtin:default-classifier has no `methods`: every call on these routes is `bearer` and \
+             requires the scope {scope:?}, so an authorizer that checks required scopes denies them all; list your \
+             methods in its settings (docs/plugins.md, \"Run it in a gateway\")"
+        );
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -90,9 +144,11 @@ impl PluginLimits {
     }
 }
 
-/// `wasmgate plugin check FILE`: exit 0 with the WIT package, the exports
-/// and the golden cases beside it, or exit 1 and why it cannot be used.
-pub async fn plugin_check(file: &Path, limits: PluginLimits) -> anyhow::Result<ExitCode> {
+/// `wasmgate plugin check FILE [--cases CASES]`: exit 0 with the WIT
+/// package, the exports and the golden cases found (`--cases`, else
+/// `NAME.cases.yaml` beside the `.wasm` or beside the crate), or exit 1 and
+/// why it cannot be used.
+pub async fn plugin_check(file: &Path, cases: Option<&Path>, limits: PluginLimits) -> anyhow::Result<ExitCode> {
     let engine = limits.engine()?;
     match engine.load_file(file).await {
         Ok(plugin) => {
@@ -104,14 +160,16 @@ pub async fn plugin_check(file: &Path, limits: PluginLimits) -> anyhow::Result<E
             for iface in plugin.exports().iter() {
                 println!("    - {}", iface.wit_name());
             }
-            let cases = crate::plugins::cases_path_for(file);
-            match CaseFile::beside(file) {
-                Ok(Some(c)) => println!(
-                    "  golden cases: {} in {} (run them with `wasmgate plugin test`)",
-                    c.len(),
-                    cases.display()
-                ),
-                Ok(None) => println!("  golden cases: none ({} does not exist)", cases.display()),
+            match find_cases(file, cases) {
+                Ok(Some(c)) => {
+                    println!(
+                        "  golden cases: {} in {} (run them with `wasmgate plugin test`)",
+                        c.len(),
+                        c.path().display()
+                    );
+                    print_warnings(&c);
+                }
+                Ok(None) => println!("  golden cases: none ({})", not_found(file)),
                 Err(e) => {
                     println!("  golden cases: {e}");
                     return Ok(ExitCode::FAILURE);
@@ -126,11 +184,35 @@ pub async fn plugin_check(file: &Path, limits: PluginLimits) -> anyhow::Result<E
     }
 }
 
-/// `wasmgate plugin test FILE [--cases CASES]`: runs the golden cases and
-/// exits 1 if any case fails or the component cannot be loaded.
+/// `--cases`, or the first cases file found for `file`.
+fn find_cases(file: &Path, cases: Option<&Path>) -> Result<Option<CaseFile>, crate::plugins::CasesError> {
+    match cases {
+        Some(path) => CaseFile::load(path).map(Some),
+        None => CaseFile::find(file),
+    }
+}
+
+fn not_found(file: &Path) -> String {
+    let tried: Vec<String> =
+        crate::plugins::cases_candidates_for(file).iter().map(|p| p.display().to_string()).collect();
+    format!("looked for {}; pass --cases FILE", tried.join(", "))
+}
+
+fn print_warnings(cases: &CaseFile) {
+    for w in cases.warnings() {
+        println!("  warning: {w}");
+    }
+}
+
+/// `wasmgate plugin test FILE [--cases CASES]`: runs the golden cases
+/// (`--cases`, else `NAME.cases.yaml` beside the `.wasm` or beside the
+/// crate) and exits 1 if any case fails, none are found, or the component
+/// cannot be loaded.
 pub async fn plugin_test(file: &Path, cases: Option<&Path>, limits: PluginLimits) -> anyhow::Result<ExitCode> {
-    let cases_path = cases.map(Path::to_owned).unwrap_or_else(|| crate::plugins::cases_path_for(file));
-    let cases = CaseFile::load(&cases_path)?;
+    let Some(cases) = find_cases(file, cases)? else {
+        anyhow::bail!("no golden cases for {} ({})", file.display(), not_found(file));
+    };
+    let cases_path = cases.path().to_owned();
     let engine = limits.engine()?;
     let plugin = match engine.load_file(file).await {
         Ok(p) => p,
@@ -140,6 +222,7 @@ pub async fn plugin_test(file: &Path, cases: Option<&Path>, limits: PluginLimits
         }
     };
     println!("{} ({}) against {}", file.display(), plugin.exports(), cases_path.display());
+    print_warnings(&cases);
     let started = std::time::Instant::now();
     let results = cases.run(&engine, &plugin).await;
     let failed = results.iter().filter(|r| r.failure.is_some()).count();

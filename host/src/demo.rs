@@ -17,7 +17,7 @@ use wasmgate_proto::sandbox::{
 };
 
 pub(crate) use issuer::DevKey;
-pub use issuer::{DevClaims, DevIssuer};
+pub use issuer::{DevAlg, DevClaims, DevIssuer, DevIssuerArgs, dev_issuer};
 
 use crate::config::Config;
 use crate::server::{Gateway, Listener};
@@ -233,29 +233,6 @@ fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     let mut b = [0u8; N];
     aws_lc_rs::rand::SystemRandom::new().fill(&mut b).map_err(|_| anyhow::anyhow!("no randomness"))?;
     Ok(b)
-}
-
-/// `wasmgate dev-issuer`: the development issuer on a fixed loopback port,
-/// with `count` distinct user tokens written to `out`. Runs until stopped.
-pub async fn dev_issuer(port: u16, count: usize, out: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let issuer = DevIssuer::start_on(port).await?;
-    let mut text = String::new();
-    for i in 0..count {
-        let subject = format!("user-{i}");
-        text.push_str(&issuer.mint(&DevClaims {
-            subject: &subject,
-            audience: DEMO_AUDIENCE,
-            roles: &["user"],
-            scope: "sandbox.read sandbox.write",
-            tenant: "demo",
-            ttl_seconds: 3600,
-        })?);
-        text.push('\n');
-    }
-    std::fs::write(out, text)?;
-    println!("{}", issuer.issuer());
-    crate::cli::shutdown_signal().await;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `wasmgate demo call`: a small gRPC client for the sandbox API.

@@ -44,20 +44,8 @@ enum Command {
         #[command(subcommand)]
         action: Option<DemoAction>,
     },
-    /// Development only: run the demo's OIDC issuer on loopback and write
-    /// minted user tokens to a file (used by the load benchmark).
-    #[command(hide = true)]
-    DevIssuer {
-        /// Port on 127.0.0.1.
-        #[arg(long)]
-        port: u16,
-        /// How many distinct tokens to write.
-        #[arg(long, default_value_t = 1)]
-        tokens: usize,
-        /// Where to write them, one per line.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    // Its help (what it issues) is `DevIssuerArgs`' doc comment.
+    DevIssuer(wasmgate::demo::DevIssuerArgs),
     /// Inspect or test policy components.
     Plugin {
         #[command(subcommand)]
@@ -106,6 +94,10 @@ enum PluginAction {
     Check {
         /// The component file.
         file: PathBuf,
+        /// The cases file (default: NAME.cases.yaml beside NAME.wasm, else
+        /// beside the crate whose target/ holds it).
+        #[arg(long)]
+        cases: Option<PathBuf>,
         #[command(flatten)]
         limits: Limits,
     },
@@ -113,7 +105,8 @@ enum PluginAction {
     Test {
         /// The component file.
         file: PathBuf,
-        /// The cases file (default: NAME.cases.yaml beside NAME.wasm).
+        /// The cases file (default: NAME.cases.yaml beside NAME.wasm, else
+        /// beside the crate whose target/ holds it).
         #[arg(long)]
         cases: Option<PathBuf>,
         #[command(flatten)]
@@ -153,9 +146,9 @@ fn main() -> ExitCode {
             Command::Serve { config } => wasmgate::cli::serve(&config).await,
             Command::Demo { listen, action: None } => wasmgate::demo::run(listen).await,
             Command::Demo { action: Some(DemoAction::Call(args)), .. } => wasmgate::demo::call(args).await,
-            Command::DevIssuer { port, tokens, out } => wasmgate::demo::dev_issuer(port, tokens, &out).await,
-            Command::Plugin { action: PluginAction::Check { file, limits } } => {
-                wasmgate::cli::plugin_check(&file, limits.into()).await
+            Command::DevIssuer(args) => wasmgate::demo::dev_issuer(args).await,
+            Command::Plugin { action: PluginAction::Check { file, cases, limits } } => {
+                wasmgate::cli::plugin_check(&file, cases.as_deref(), limits.into()).await
             }
             Command::Plugin { action: PluginAction::Test { file, cases, limits } } => {
                 wasmgate::cli::plugin_test(&file, cases.as_deref(), limits.into()).await
@@ -171,7 +164,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", wasmgate::cli::error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -186,5 +179,44 @@ fn init_logging(filter: &str, format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::Cli;
+
+    #[test]
+    fn dev_issuer_is_listed_and_its_help_says_what_it_issues() {
+        let mut cli = Cli::command();
+        let help = cli.render_help().to_string();
+        assert!(help.contains("dev-issuer"), "listed in wasmgate --help:\n{help}");
+        let sub = cli.find_subcommand_mut("dev-issuer").expect("dev-issuer");
+        let help = sub.render_long_help().to_string();
+        for what in [
+            "iss",
+            "aud",
+            "realm_access.roles",
+            "scope",
+            "tenant",
+            "--sub",
+            "--tenant",
+            "--role",
+            "--scope",
+            "--alg",
+            "ES256",
+            "RS256",
+            "DEVELOPMENT ONLY",
+        ] {
+            assert!(help.contains(what), "{what} missing from dev-issuer --help:\n{help}");
+        }
+    }
+
+    #[test]
+    fn plugin_check_takes_a_cases_file() {
+        let cli = Cli::try_parse_from(["wasmgate", "plugin", "check", "x.wasm", "--cases", "x.cases.yaml"]);
+        assert!(cli.is_ok(), "{cli:?}");
     }
 }

@@ -29,7 +29,7 @@ mod validate;
 
 pub use builtin::{BUILTINS, builtin_bytes, fixture_path};
 pub use cache::CacheError;
-pub use cases::{BoundCase, CaseFile, CaseResult, CasesError, cases_path_for};
+pub use cases::{BoundCase, CaseFile, CaseResult, CasesError, cases_candidates_for, cases_path_for};
 pub use engine::{Binding, Exports, Interface, Plugin, PluginEngine};
 pub use policy_set::{BindingInfo, LoadedPlugin, PolicySet};
 pub use slot::{MAX_SHADOW_IN_FLIGHT, Scope, ShadowCounts, Slot};

@@ -5,14 +5,17 @@
 //! policy set keeps serving, and repeated failures back off.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::config::paths;
 use crate::metrics;
-use crate::server::Gateway;
+use crate::plugins::{LoadError, PolicySet};
+use crate::server::{Gateway, StartError};
 
 /// Quiet time after the last change before a reload starts. A ConfigMap
 /// update or a `mv` lands its events within a millisecond or two; a file
@@ -23,41 +26,75 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Starts watching; reloads run on a background task for the life of the
-/// process.
+/// process. Both folders are resolved to absolute paths (their parent
+/// folders canonical) here, whatever the caller passes, and events are
+/// matched against those: notify reports absolute paths.
 pub fn spawn(gateway: Gateway, config_path: PathBuf, plugin_dir: Option<PathBuf>) -> notify::Result<()> {
     let (tx, rx) = mpsc::unbounded_channel::<()>();
-    let config_name = config_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    let watched_plugins = plugin_dir.clone();
+    let watched = Watched::new(&config_path, plugin_dir.as_deref());
+    let config_dir = watched.config_dir.clone();
+    let plugin_dir = watched.plugin_dir.clone();
+    let config_path = paths::config_file(&config_path);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(event) = res
             && !matches!(event.kind, EventKind::Access(_))
-            && event.paths.iter().any(|p| relevant(p, &config_name, watched_plugins.as_deref()))
+            && event.paths.iter().any(|p| watched.relevant(p))
         {
             let _ = tx.send(());
         }
     })?;
-    let config_dir = config_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    watcher.watch(config_dir, RecursiveMode::NonRecursive)?;
+    watcher.watch(&config_dir, RecursiveMode::NonRecursive)?;
     if let Some(dir) = &plugin_dir
-        && dir != config_dir
+        && *dir != config_dir
     {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
+    tracing::debug!(config = %config_path.display(), plugins = ?plugin_dir, "watching for policy changes");
     tokio::spawn(run(gateway, config_path, rx, watcher));
     Ok(())
 }
 
-/// Whether a change at `path` can change the policy: the config file, a
-/// component in the plugin folder, or a Kubernetes `..data` swap. Anything
-/// else in those folders (a log file, an editor's swap file) is ignored.
-fn relevant(path: &Path, config_name: &std::ffi::OsStr, plugin_dir: Option<&Path>) -> bool {
-    let Some(name) = path.file_name() else { return false };
-    if name == config_name || name.to_string_lossy().starts_with("..") {
-        return true;
+/// What the watch reacts to: the config file, components and cases files in
+/// the plugin folder, and Kubernetes `..data` swaps in either folder.
+#[derive(Debug, Clone)]
+struct Watched {
+    config_dir: PathBuf,
+    config_name: std::ffi::OsString,
+    plugin_dir: Option<PathBuf>,
+}
+
+impl Watched {
+    fn new(config_path: &Path, plugin_dir: Option<&Path>) -> Self {
+        let config_path = paths::config_file(config_path);
+        let config_dir = config_path.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("/"));
+        let config_name = config_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let plugin_dir = plugin_dir.map(|d| paths::anchor(&config_dir, d));
+        Self { config_dir, config_name, plugin_dir }
     }
-    let in_plugin_dir = plugin_dir.is_some_and(|d| path.parent() == Some(d));
-    let name = name.to_string_lossy();
-    in_plugin_dir && (name.ends_with(".wasm") || name.ends_with(".cases.yaml")) && !name.starts_with('.')
+
+    /// Whether a change at `path` can change the policy. Anything else in
+    /// those folders (a log file, an editor's swap file, a temporary file
+    /// starting with `.`) is ignored.
+    fn relevant(&self, path: &Path) -> bool {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return false };
+        let in_config = same_dir(parent, &self.config_dir);
+        let in_plugins = self.plugin_dir.as_deref().is_some_and(|d| same_dir(parent, d));
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with("..") {
+            return in_config || in_plugins;
+        }
+        if in_config && name == self.config_name {
+            return true;
+        }
+        in_plugins
+            && (name_text.ends_with(".wasm") || name_text.ends_with(".cases.yaml"))
+            && !name_text.starts_with('.')
+    }
+}
+
+/// The same folder, written the same way or resolving to the same one.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
 }
 
 async fn run(
@@ -91,29 +128,181 @@ async fn run(
                 Err(_) => break,
             }
         }
-        match reload(&gateway, &config_path).await {
-            Ok(generation) => {
+        let retry = backoff(failures.saturating_add(1));
+        match reload_logged(&gateway, &config_path, Some(retry)).await {
+            Ok(_) => {
                 failures = 0;
                 metrics::reload("success");
-                tracing::info!(generation, "policy reloaded");
             }
-            Err(reason) => {
+            Err(_) => {
                 failures = failures.saturating_add(1);
                 metrics::reload("failure");
-                let backoff = backoff(failures);
-                tracing::error!(%reason, retry_after_ms = backoff.as_millis() as u64, "policy reload rejected; the previous policy keeps serving");
                 // Changes made meanwhile stay queued and are handled next.
-                tokio::time::sleep(backoff).await;
+                tokio::time::sleep(retry).await;
             }
         }
     }
 }
 
 /// Reads the config file and reloads the policy from it; the error says why
-/// a candidate was rejected.
+/// a candidate was rejected. Logs `policy reloaded` with what changed
+/// (component, old and new SHA-256) or `policy reload rejected` with what
+/// keeps serving.
 pub async fn reload(gateway: &Gateway, config_path: &Path) -> Result<u64, String> {
-    let cfg = Config::load(config_path).map_err(|e| e.to_string())?;
-    gateway.reload_policy(&cfg).await.map_err(|e| e.to_string())
+    reload_logged(gateway, config_path, None).await
+}
+
+async fn reload_logged(gateway: &Gateway, config_path: &Path, retry: Option<Duration>) -> Result<u64, String> {
+    let before = gateway.policy();
+    let result = match Config::load(config_path) {
+        Err(e) => {
+            let reason = e.to_string();
+            gateway.note_reload_error(&reason, true);
+            Err(reason)
+        }
+        Ok(cfg) => match gateway.reload_policy(&cfg).await {
+            Ok(generation) => Ok(generation),
+            Err(e) => {
+                let reason = explain(&e, &cfg, &before);
+                if reason != e.to_string() {
+                    gateway.note_reload_error(&reason, false);
+                }
+                Err(reason)
+            }
+        },
+    };
+    match &result {
+        Ok(generation) => {
+            let after = gateway.policy();
+            let changes = changes(&before, &after);
+            tracing::info!(generation, changes = changes.join("; ").as_str(), "policy reloaded");
+        }
+        Err(reason) => {
+            let kept = serving(&before);
+            let retry_after_ms = retry.map(|r| r.as_millis() as u64);
+            tracing::error!(
+                reason = reason.as_str(),
+                generation = before.generation(),
+                kept = kept.join("; ").as_str(),
+                retry_after_ms,
+                "policy reload rejected; the previous policy keeps serving"
+            );
+        }
+    }
+    result
+}
+
+/// What differs between two policy sets, one entry per component: added,
+/// removed, replaced (old and new SHA-256), or re-checked against a new
+/// cases file; or that only bindings or settings changed.
+fn changes(before: &PolicySet, after: &PolicySet) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in after.plugins() {
+        match before.plugins().iter().find(|b| b.source == a.source) {
+            None => out.push(format!("added {} (sha256 {})", a.source, a.plugin.sha256())),
+            Some(b) if b.plugin.sha256() != a.plugin.sha256() => {
+                out.push(format!("{}: sha256 {} -> {}", a.source, b.plugin.sha256(), a.plugin.sha256()))
+            }
+            Some(b) if !Arc::ptr_eq(&b.plugin, &a.plugin) => out.push(format!(
+                "{}: sha256 {} unchanged, checked against a new cases file ({} cases)",
+                a.source,
+                a.plugin.sha256(),
+                a.golden_cases
+            )),
+            Some(_) => {}
+        }
+    }
+    for b in before.plugins() {
+        if !after.plugins().iter().any(|a| a.source == b.source) {
+            out.push(format!("removed {} (sha256 {})", b.source, b.plugin.sha256()));
+        }
+    }
+    if out.is_empty() {
+        out.push("no component changed (config: bindings or settings)".to_owned());
+    }
+    out
+}
+
+/// The components of the serving set, for a rejection's log line.
+fn serving(set: &PolicySet) -> Vec<String> {
+    set.plugins().iter().map(|l| format!("{} (sha256 {})", l.source, l.plugin.sha256())).collect()
+}
+
+/// The rejection's reason; a golden-case failure of a component whose
+/// `NAME.wasm` and `NAME.cases.yaml` did not change together says so,
+/// with how far apart they were replaced.
+fn explain(e: &StartError, cfg: &Config, serving: &PolicySet) -> String {
+    let reason = e.to_string();
+    let StartError::Plugin(LoadError::GoldenCase { name, .. }) = e else { return reason };
+    let Some(component) = component_file(cfg, serving, name) else { return reason };
+    let serving_sha = serving
+        .plugins()
+        .iter()
+        .find(|l| l.plugin.name() == name.as_str() && !l.source.starts_with("builtin:"))
+        .map(|l| l.plugin.sha256().to_owned());
+    match pair_mismatch(&component, serving_sha.as_deref()) {
+        Some(why) => format!("{reason}; {why}"),
+        None => reason,
+    }
+}
+
+/// Why a component file and the cases file beside it, one of which fails
+/// the other, look like a pair replaced at different times: which of the
+/// two is new (the component's SHA-256 against the serving one's), and how
+/// far apart they were replaced; with what to do about it.
+fn pair_mismatch(component: &Path, serving_sha: Option<&str>) -> Option<String> {
+    let cases = crate::plugins::cases_path_for(component);
+    let sha = std::fs::read(component).ok().map(|b| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&b))
+    })?;
+    let (wasm, yaml) = (display_name(component), display_name(&cases));
+    let which = match serving_sha {
+        Some(old) if old == sha => format!("{wasm} is the serving version (sha256 {old}) and {yaml} is new"),
+        _ => format!("{wasm} is new (sha256 {sha}){}", apart(component, &cases)),
+    };
+    Some(format!(
+        "{wasm} and {yaml} do not match: {which}. To replace both, rename {yaml} and {wasm} into place within {} \
+         ms of each other, or swap the folder at once (a `..data` swap); the previous pair keeps serving and the \
+         complete pair is taken on the next attempt",
+        DEBOUNCE.as_millis()
+    ))
+}
+
+/// The component file the config names for component `name`.
+fn component_file(cfg: &Config, serving: &PolicySet, name: &str) -> Option<PathBuf> {
+    let source = serving
+        .plugins()
+        .iter()
+        .find(|l| l.plugin.name() == name && !l.source.starts_with("builtin:"))
+        .map(|l| l.source.clone())
+        .or_else(|| {
+            let dir = cfg.plugins.dir.as_deref()?;
+            let file = dir.join(format!("{name}.wasm"));
+            file.exists().then(|| file.display().to_string())
+        })?;
+    let path = Path::new(&source);
+    Some(match cfg.plugins.dir.as_deref() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_owned(),
+    })
+}
+
+fn display_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// ", replaced N ms after/before NAME.cases.yaml", from the files' change
+/// times (a rename sets them), when both exist.
+fn apart(component: &Path, cases: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let ctime =
+        |p: &Path| std::fs::metadata(p).ok().map(|m| m.ctime() as i128 * 1_000 + m.ctime_nsec() as i128 / 1_000_000);
+    match (ctime(component), ctime(cases)) {
+        (Some(c), Some(k)) if c >= k => format!(", replaced {} ms after {}", c - k, display_name(cases)),
+        (Some(c), Some(k)) => format!(", replaced {} ms before {}", k - c, display_name(cases)),
+        _ => String::new(),
+    }
 }
 
 /// 0.5 s after the first failure, doubling up to 30 s.
@@ -128,17 +317,117 @@ mod tests {
 
     #[test]
     fn only_changes_that_can_change_policy_count() {
-        let cfg = std::ffi::OsStr::new("wasmgate.yaml");
-        let plugins = Path::new("/etc/wasmgate/plugins");
-        assert!(relevant(Path::new("/etc/wasmgate/wasmgate.yaml"), cfg, Some(plugins)));
-        assert!(relevant(Path::new("/etc/wasmgate/..data"), cfg, Some(plugins)));
-        assert!(relevant(Path::new("/etc/wasmgate/plugins/authz.wasm"), cfg, Some(plugins)));
-        assert!(!relevant(Path::new("/etc/wasmgate/wasmgate.log"), cfg, Some(plugins)));
-        assert!(!relevant(Path::new("/etc/wasmgate/plugins/.authz.wasm.swp"), cfg, Some(plugins)));
-        assert!(!relevant(Path::new("/etc/wasmgate/other/authz.wasm"), cfg, Some(plugins)));
-        assert!(relevant(Path::new("/etc/wasmgate/plugins/authz.cases.yaml"), cfg, Some(plugins)));
-        assert!(!relevant(Path::new("/etc/wasmgate/plugins/.authz.wasm.tmp"), cfg, Some(plugins)));
-        assert!(!relevant(Path::new("/etc/wasmgate/plugins/notes.yaml"), cfg, Some(plugins)));
+        let w = Watched {
+            config_dir: PathBuf::from("/etc/wasmgate"),
+            config_name: "wasmgate.yaml".into(),
+            plugin_dir: Some(PathBuf::from("/etc/wasmgate/plugins")),
+        };
+        assert!(w.relevant(Path::new("/etc/wasmgate/wasmgate.yaml")));
+        assert!(w.relevant(Path::new("/etc/wasmgate/..data")));
+        assert!(w.relevant(Path::new("/etc/wasmgate/plugins/..data")));
+        assert!(w.relevant(Path::new("/etc/wasmgate/plugins/authz.wasm")));
+        assert!(!w.relevant(Path::new("/etc/wasmgate/wasmgate.log")));
+        assert!(!w.relevant(Path::new("/etc/wasmgate/plugins/.authz.wasm.swp")));
+        assert!(!w.relevant(Path::new("/etc/wasmgate/other/authz.wasm")));
+        assert!(!w.relevant(Path::new("/etc/wasmgate/other/wasmgate.yaml")), "another folder's file of that name");
+        assert!(!w.relevant(Path::new("/elsewhere/..data")));
+        assert!(w.relevant(Path::new("/etc/wasmgate/plugins/authz.cases.yaml")));
+        assert!(!w.relevant(Path::new("/etc/wasmgate/plugins/.authz.wasm.tmp")));
+        assert!(!w.relevant(Path::new("/etc/wasmgate/plugins/notes.yaml")));
+    }
+
+    #[test]
+    fn a_relative_config_and_plugin_folder_match_the_absolute_paths_notify_reports() {
+        // `serve --config gateway.yaml` with `plugins: {dir: plugins}`, from its working directory.
+        let cwd = std::fs::canonicalize(std::env::current_dir().expect("cwd")).expect("canonical");
+        for (config, dir) in
+            [("gateway.yaml", "plugins"), ("./gateway.yaml", "./plugins"), ("gateway.yaml", "plugins/")]
+        {
+            let w = Watched::new(Path::new(config), Some(Path::new(dir)));
+            assert!(w.relevant(&cwd.join("plugins/authz.wasm")), "{config} {dir}: {w:?}");
+            assert!(w.relevant(&cwd.join("plugins/authz.cases.yaml")), "{config} {dir}");
+            assert!(w.relevant(&cwd.join("plugins/..data")), "{config} {dir}");
+            assert!(w.relevant(&cwd.join("gateway.yaml")), "{config} {dir}");
+            assert!(!w.relevant(&cwd.join("elsewhere/authz.wasm")), "{config} {dir}");
+        }
+    }
+
+    #[test]
+    fn a_half_replaced_pair_is_named_with_the_file_that_is_new() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wasm, cases) = (dir.path().join("authz.wasm"), dir.path().join("authz.cases.yaml"));
+        std::fs::write(&cases, "cases: []").expect("write");
+        std::thread::sleep(Duration::from_millis(30));
+        std::fs::write(&wasm, b"v2").expect("write");
+        let v2 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(b"v2"))
+        };
+        let why = pair_mismatch(&wasm, Some("0123")).expect("explained");
+        assert!(why.starts_with("authz.wasm and authz.cases.yaml do not match: authz.wasm is new"), "{why}");
+        assert!(why.contains(&v2) && why.contains("ms after authz.cases.yaml"), "{why}");
+        assert!(why.contains("within 20 ms") && why.contains("..data"), "says what to do: {why}");
+        let why = pair_mismatch(&wasm, Some(&v2)).expect("explained");
+        assert!(why.contains("authz.wasm is the serving version") && why.contains("authz.cases.yaml is new"), "{why}");
+        assert!(pair_mismatch(&dir.path().join("gone.wasm"), None).is_none());
+    }
+
+    async fn policy(
+        engine: &crate::plugins::PluginEngine,
+        dir: &Path,
+        authorizer: &str,
+        generation: u64,
+        previous: Option<&PolicySet>,
+    ) -> PolicySet {
+        let yaml = format!(
+            "plugins: {{ dir: \"{}\" }}\npolicy:\n  authorizer: {{ plugin: \"{authorizer}\" }}\n",
+            dir.display()
+        );
+        let cfg = Config::from_yaml(&yaml).expect("config");
+        PolicySet::build(engine, &cfg, generation, previous).await.expect("builds")
+    }
+
+    fn sha_of(set: &PolicySet, source: &str) -> String {
+        set.plugins().iter().find(|l| l.source == source).expect("loaded").plugin.sha256().to_owned()
+    }
+
+    #[tokio::test]
+    async fn the_reload_line_names_each_changed_component_with_both_digests() {
+        let engine = crate::plugins::PluginEngine::new(&crate::config::PluginsConfig::default()).expect("engine");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rbac = crate::plugins::builtin_bytes("rbac-authorizer").expect("embedded");
+        std::fs::write(dir.path().join("authz.wasm"), rbac).expect("write");
+        let one = policy(&engine, dir.path(), "authz.wasm", 1, None).await;
+        let same = policy(&engine, dir.path(), "authz.wasm", 2, Some(&one)).await;
+        assert_eq!(changes(&one, &same), ["no component changed (config: bindings or settings)"]);
+        let old = sha_of(&one, "authz.wasm");
+
+        let open = "cases:\n  - { name: open, authorize: { call: { path: /x }, classification: { class: unauthenticated } }, expect: allow }\n";
+        std::fs::write(dir.path().join("authz.cases.yaml"), open).expect("write");
+        let rechecked = policy(&engine, dir.path(), "authz.wasm", 3, Some(&same)).await;
+        assert_eq!(
+            changes(&same, &rechecked),
+            [format!("authz.wasm: sha256 {old} unchanged, checked against a new cases file (1 cases)")]
+        );
+        std::fs::remove_file(dir.path().join("authz.cases.yaml")).expect("rm");
+
+        let fixture = std::fs::read(crate::plugins::fixture_path("misbehaving_authorizer")).expect("fixture");
+        std::fs::write(dir.path().join("authz.wasm"), &fixture).expect("write");
+        let swapped = policy(&engine, dir.path(), "authz.wasm", 4, Some(&rechecked)).await;
+        let new = sha_of(&swapped, "authz.wasm");
+        assert_ne!(old, new);
+        assert_eq!(changes(&rechecked, &swapped), [format!("authz.wasm: sha256 {old} -> {new}")]);
+        assert!(serving(&swapped).contains(&format!("authz.wasm (sha256 {new})")), "what a rejection keeps");
+
+        let builtin = policy(&engine, dir.path(), "builtin:rbac-authorizer", 5, Some(&swapped)).await;
+        let rbac_sha = sha_of(&builtin, "builtin:rbac-authorizer");
+        assert_eq!(
+            changes(&swapped, &builtin),
+            [
+                format!("added builtin:rbac-authorizer (sha256 {rbac_sha})"),
+                format!("removed authz.wasm (sha256 {new})")
+            ]
+        );
     }
 
     #[test]

@@ -136,7 +136,9 @@ impl Config {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.into(), message },
             other => other,
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Absolute, so nothing depends on the working directory later.
+        let file = crate::statics::absolute(path);
+        let base = file.parent().unwrap_or(Path::new("/"));
         let rebase = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);

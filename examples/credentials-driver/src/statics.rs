@@ -171,6 +171,17 @@ fn parse_expiry(name: &str, e: &ExpiresAt) -> Result<i64, StaticError> {
     }
 }
 
+/// `path` made absolute, its folder resolved through symlinks; the name is
+/// kept as written, because in a Kubernetes volume it is a symlink the
+/// kubelet swaps (`creds.yaml -> ..data/creds.yaml`).
+pub fn absolute(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    match (abs.parent(), abs.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir).map(|d| d.join(name)).unwrap_or(abs),
+        _ => abs,
+    }
+}
+
 fn read_token_file(path: &Path) -> Result<String, std::io::Error> {
     let text = std::fs::read_to_string(path)?;
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
@@ -213,13 +224,12 @@ fn load_entries(path: &Path) -> Result<Entries, StaticError> {
 
 impl StaticCredentials {
     /// Loads the file at `path`; fails if it cannot be read or is invalid.
+    /// The path is made absolute first (see [`absolute`]), so the watch and
+    /// every reload read the same file whatever the working directory.
     pub fn load(path: &Path) -> Result<Arc<Self>, StaticError> {
-        let entries = load_entries(path)?;
-        Ok(Arc::new(Self {
-            path: path.to_owned(),
-            entries: ArcSwap::from_pointee(entries),
-            reloads: AtomicU64::new(0),
-        }))
+        let path = absolute(path);
+        let entries = load_entries(&path)?;
+        Ok(Arc::new(Self { path, entries: ArcSwap::from_pointee(entries), reloads: AtomicU64::new(0) }))
     }
 
     /// Re-reads the file. On error the previous credentials stay in place.
@@ -338,6 +348,19 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
         p
+    }
+
+    #[test]
+    fn paths_are_absolute_with_a_canonical_folder() {
+        let cwd = std::fs::canonicalize(std::env::current_dir().unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(absolute(Path::new("creds.yaml")), cwd.join("creds.yaml"));
+        assert_eq!(absolute(Path::new("./creds.yaml")), cwd.join("creds.yaml"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let real = std::fs::canonicalize(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(&real, real.join("link")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(absolute(&real.join("link/creds.yaml")), real.join("creds.yaml"), "the folder is resolved");
+        assert_eq!(absolute(&real.join("link")), real.join("link"), "the name is kept");
     }
 
     #[test]

@@ -107,13 +107,23 @@ pub fn keys(action: KeysAction) -> anyhow::Result<ExitCode> {
             let dir = keys_dir(&a.dir)?;
             let r = files::rotate(&dir, a.version.as_deref())?;
             println!("{}", r.active);
-            eprintln!(
-                "{} is now active in {}; {} still verifies until `wasmgate keys retire {}`",
-                r.active,
-                dir.display(),
-                r.previous,
-                r.previous
-            );
+            match &r.previous {
+                Some(previous) => eprintln!(
+                    "{} is now active in {}; {previous} still verifies until `wasmgate keys retire {previous}`",
+                    r.active,
+                    dir.display(),
+                ),
+                None => {
+                    let what = if r.created_folder { "created the key folder" } else { "started the key folder" };
+                    eprintln!(
+                        "{what} {} with its first key {} (active); set auth.gateway_tokens.keys_dir to it and mint \
+                         tokens with `wasmgate token mint --config FILE --subject NAME`",
+                        dir.display(),
+                        r.active
+                    );
+                    warn_if_open(&dir);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         KeysAction::Retire(a) => {
@@ -122,6 +132,22 @@ pub fn keys(action: KeysAction) -> anyhow::Result<ExitCode> {
             eprintln!("retired {}: its tokens stop verifying once the gateway has reloaded the folder", a.version);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A key folder others can read is worth a warning (the gateway reads it
+/// as it is; Kubernetes mounts Secrets `0644` unless told otherwise).
+fn warn_if_open(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(m) = std::fs::metadata(dir)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        eprintln!(
+            "warning: {} is open to group or others (mode {:o}); `chmod 700 {}`",
+            dir.display(),
+            m.permissions().mode() & 0o777,
+            dir.display()
+        );
     }
 }
 
@@ -142,6 +168,16 @@ pub fn token_mint(a: MintArgs) -> anyhow::Result<ExitCode> {
     let max = cfg.auth.max_token_lifetime_seconds;
     if max > 0 && a.ttl.as_secs() > max {
         bail!("--ttl exceeds auth.max_token_lifetime_seconds ({max}): the gateway would reject the token");
+    }
+    if let Some(dir) = &g.keys_dir
+        && !dir.exists()
+    {
+        bail!(
+            "auth.gateway_tokens.keys_dir {} does not exist; create it with its first key: `wasmgate keys rotate \
+             --config {}`",
+            dir.display(),
+            a.config.display()
+        );
     }
     let tokens = GatewayTokens::new(&g)?;
     let req = MintRequest { subject: a.subject, tenant: a.tenant, roles: a.roles, scopes: a.scopes, ttl: a.ttl };

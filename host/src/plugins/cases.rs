@@ -44,12 +44,34 @@ pub fn cases_path_for(component: &Path) -> PathBuf {
     component.with_extension("cases.yaml")
 }
 
+/// Where `wasmgate plugin check` and `plugin test` look for a component's
+/// cases file, in order: `NAME.cases.yaml` beside `NAME.wasm`, then, for a
+/// component in a cargo target folder (`CRATE/target/wasm32-wasip2/release/NAME.wasm`),
+/// in the folder holding `target/` (the crate or workspace), named after the
+/// artifact (`only_acme.cases.yaml`) or the package (`only-acme.cases.yaml`).
+pub fn cases_candidates_for(component: &Path) -> Vec<PathBuf> {
+    let mut out = vec![cases_path_for(component)];
+    let Some(stem) = component.file_stem().map(|s| s.to_string_lossy().into_owned()) else { return out };
+    let crate_dir =
+        component.ancestors().skip(1).find(|a| a.file_name().is_some_and(|n| n == "target")).and_then(Path::parent);
+    if let Some(dir) = crate_dir {
+        for name in [stem.clone(), stem.replace('_', "-")] {
+            let p = dir.join(format!("{name}.cases.yaml"));
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// A parsed cases file.
 #[derive(Debug, Clone)]
 pub struct CaseFile {
     path: PathBuf,
     sha256: String,
     cases: Vec<Case>,
+    warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,7 +132,23 @@ impl CaseFile {
         }
     }
 
-    /// Parses cases-file text; `path` is for messages.
+    /// The first of [`cases_candidates_for`] that exists, if any.
+    pub fn find(component: &Path) -> Result<Option<Self>, CasesError> {
+        for path in cases_candidates_for(component) {
+            match std::fs::symlink_metadata(&path) {
+                Ok(_) => return Self::load(&path).map(Some),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CasesError::Read { path, detail: e.to_string() }),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Parses cases-file text; `path` is for messages. Inputs the gateway
+    /// can never send are refused (a principal on a call without a token,
+    /// a gRPC call that is not `POST`, …); combinations it never produces
+    /// but that a case may test on purpose (a bearer method without a
+    /// token) are accepted with a warning ([`CaseFile::warnings`]).
     pub fn parse(path: &Path, text: &str) -> Result<Self, CasesError> {
         use sha2::Digest;
         let invalid = |detail: String| CasesError::Invalid { path: path.to_owned(), detail };
@@ -120,6 +158,7 @@ impl CaseFile {
         }
         let mut names = BTreeSet::new();
         let mut cases = Vec::with_capacity(raw.cases.len());
+        let mut warnings = Vec::new();
         for (i, c) in raw.cases.into_iter().enumerate() {
             let name = c.name.clone();
             if name.is_empty() {
@@ -129,9 +168,17 @@ impl CaseFile {
                 return Err(invalid(format!("case {name:?} appears twice")));
             }
             let case = c.into_case(&raw.settings).map_err(|d| invalid(format!("case {name:?}: {d}")))?;
+            let found = check_inputs(&case.call).map_err(|d| invalid(format!("case {name:?}: {d}")))?;
+            warnings.extend(found.into_iter().map(|w| format!("case {name:?}: {w}")));
             cases.push(case);
         }
-        Ok(Self { path: path.to_owned(), sha256: hex::encode(sha2::Sha256::digest(text.as_bytes())), cases })
+        Ok(Self { path: path.to_owned(), sha256: hex::encode(sha2::Sha256::digest(text.as_bytes())), cases, warnings })
+    }
+
+    /// Inputs the gateway never produces but that were accepted, one line
+    /// per case and finding.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The file the cases came from.
@@ -314,6 +361,147 @@ fn from_value<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, String> {
 
 fn classification_from(v: &Value) -> Result<id::Classification, String> {
     Ok(from_value::<RawClassification>(v)?.into())
+}
+
+// ---- inputs the gateway can send ------------------------------------------
+
+/// Refuses inputs no gateway can send; returns warnings for combinations a
+/// gateway never produces but an author may test on purpose, as defence in
+/// depth (a bearer method without a token reaches no authorizer: the
+/// gateway answers 401 first).
+fn check_inputs(call: &CaseCall) -> Result<Vec<String>, String> {
+    let mut warnings = Vec::new();
+    match call {
+        CaseCall::Classify(c) => check_call(c, &mut warnings)?,
+        CaseCall::MapClaims { .. } => {}
+        CaseCall::Authorize(r) => {
+            check_call(&r.call, &mut warnings)?;
+            super::validate::classification(&r.classification).map_err(|e| format!("classification: {e}"))?;
+            check_authentication(&r.authentication)?;
+            warnings.extend(class_and_kind(r.classification.class, &r.authentication));
+        }
+        CaseCall::SelectCredentials { call, principal, .. } => {
+            check_call(call, &mut warnings)?;
+            if let Some(p) = principal {
+                super::validate::principal(p).map_err(|e| format!("principal: {e}"))?;
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+fn check_call(c: &id::CallInfo, warnings: &mut Vec<String>) -> Result<(), String> {
+    match c.protocol {
+        id::Protocol::Grpc => {
+            if c.http_method != "POST" {
+                return Err(format!("call.http-method {:?}: gRPC calls are always POST", c.http_method));
+            }
+            if !crate::canonical::is_grpc_path(&c.path) {
+                return Err(format!("call.path {:?} is not a gRPC path (/package.Service/Method)", c.path));
+            }
+            let mut it = c.path.trim_start_matches('/').splitn(2, '/');
+            let (service, method) = (it.next().unwrap_or_default(), it.next().unwrap_or_default());
+            if c.grpc_service != service || c.grpc_method != method {
+                return Err(format!(
+                    "call.grpc-service/grpc-method {:?}/{:?} differ from the path {:?} (the gateway derives them from it; \
+                     leave them out)",
+                    c.grpc_service, c.grpc_method, c.path
+                ));
+            }
+        }
+        id::Protocol::Http => {
+            if !c.grpc_service.is_empty() || !c.grpc_method.is_empty() {
+                return Err("call.grpc-service and grpc-method are set only for gRPC calls (protocol: grpc)".to_owned());
+            }
+        }
+    }
+    if c.http_method.is_empty() || !c.http_method.bytes().all(|b| b.is_ascii_uppercase()) {
+        warnings.push(format!("call.http-method {:?} is not an upper-case method name such as GET", c.http_method));
+    }
+    match crate::canonical::canonicalize(&c.path, &crate::canonical::PathOptions::default()) {
+        Ok(canonical) if canonical != c.path => warnings.push(format!(
+            "call.path {:?} is not canonical: with the default `requests.paths` the gateway passes it as {canonical:?}",
+            c.path
+        )),
+        Ok(_) => {}
+        Err(e) => warnings.push(format!(
+            "call.path {:?}: with the default `requests.paths` the gateway refuses it before any policy ({e})",
+            c.path
+        )),
+    }
+    Ok(())
+}
+
+/// What `authentication` can be: none (nothing presented), the sandbox
+/// secret (no principal), or a verified token with the principal it maps to.
+fn check_authentication(a: &id::Authentication) -> Result<(), String> {
+    use id::{CredentialKind as K, TokenSource as S};
+    let token_source = matches!(a.source, S::AuthorizationHeader | S::Cookie | S::QueryParameter);
+    let kind = a.kind.as_str();
+    match a.kind {
+        K::None | K::SandboxSecret if a.principal.is_some() => {
+            return Err(format!(
+                "authentication kind {kind} never carries a principal: the gateway passes one only with oidc-token or \
+                 gateway-token"
+            ));
+        }
+        K::None if a.source != S::None => {
+            return Err("authentication kind none (nothing presented) has source none".to_owned());
+        }
+        K::SandboxSecret if a.source != S::SandboxHeader => {
+            return Err("authentication kind sandbox-secret has source sandbox-header".to_owned());
+        }
+        K::OidcToken | K::GatewayToken if !token_source => {
+            return Err(format!(
+                "authentication kind {kind} has source authorization-header, cookie or query-parameter"
+            ));
+        }
+        K::OidcToken | K::GatewayToken if a.principal.is_none() => {
+            return Err(format!(
+                "authentication kind {kind} needs a principal: the gateway asks the authorizer about a token only \
+                 once it has one (a token that maps to none is refused with 403 before)"
+            ));
+        }
+        _ => {}
+    }
+    if a.provider.is_some() && a.kind != K::OidcToken {
+        return Err(format!("authentication kind {kind} has no provider: only oidc-token names one"));
+    }
+    if let Some(p) = &a.principal {
+        super::validate::principal(p).map_err(|e| format!("principal: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A classification and an authentication the gateway never combines: it
+/// authenticates by class, so e.g. a bearer method reaches the authorizer
+/// only with a verified token.
+fn class_and_kind(class: id::AuthClass, a: &id::Authentication) -> Option<String> {
+    use id::{AuthClass as C, CredentialKind as K};
+    let kind = a.kind.as_str();
+    let possible = matches!(
+        (class, a.kind),
+        (C::Unauthenticated, K::None)
+            | (C::SandboxSecret, K::SandboxSecret)
+            | (C::Bearer, K::OidcToken | K::GatewayToken)
+            | (C::DualAuth, K::SandboxSecret | K::OidcToken | K::GatewayToken)
+    );
+    if !possible {
+        let needs = match class {
+            C::Unauthenticated => "none (the gateway authenticates nothing on an unauthenticated method)",
+            C::SandboxSecret => "sandbox-secret",
+            C::Bearer => "oidc-token or gateway-token (without one the gateway answers 401 before the authorizer)",
+            C::DualAuth => "sandbox-secret, oidc-token or gateway-token",
+        };
+        return Some(format!(
+            "the gateway never asks the authorizer about a {} method with authentication kind {kind}: it is always {needs}",
+            class.as_str()
+        ));
+    }
+    if a.kind == K::OidcToken && a.provider.is_none() {
+        return Some("authentication kind oidc-token without a provider: the gateway always names it".to_owned());
+    }
+    None
 }
 
 // ---- the file format ------------------------------------------------------
@@ -655,6 +843,87 @@ cases:
         let file = CaseFile::parse(Path::new("x.cases.yaml"), text).expect("parses");
         let failure = file.run(&engine, &plugin).await[0].failure.clone().expect("fails");
         assert!(failure.contains("does not export"), "{failure}");
+    }
+
+    #[test]
+    fn inputs_the_gateway_never_sends_are_refused() {
+        let p = Path::new("x.cases.yaml");
+        let tok = "source: authorization-header, principal: { subject: a }";
+        let refused = [
+            ("a principal without a credential", "authorize: { call: { path: /x }, authentication: { principal: { subject: a } } }".to_owned(), "never carries a principal"),
+            ("a sandbox-secret caller with a principal", "authorize: { call: { path: /x }, authentication: { kind: sandbox-secret, source: sandbox-header, principal: { subject: a } } }".to_owned(), "never carries a principal"),
+            ("nothing presented, from a header", "authorize: { call: { path: /x }, authentication: { source: authorization-header } }".to_owned(), "source none"),
+            ("a token without its principal", "authorize: { call: { path: /x }, authentication: { kind: oidc-token, source: cookie, provider: kc } }".to_owned(), "needs a principal"),
+            ("a token from the sandbox header", "authorize: { call: { path: /x }, authentication: { kind: gateway-token, source: sandbox-header, principal: { subject: a } } }".to_owned(), "has source"),
+            ("a gateway token with a provider", format!("authorize: {{ call: {{ path: /x }}, authentication: {{ kind: gateway-token, provider: kc, {tok} }} }}"), "only oidc-token"),
+            ("a principal the host would refuse", "authorize: { call: { path: /x }, authentication: { kind: oidc-token, source: cookie, provider: kc, principal: { subject: a, roles: [\"a b\"] } } }".to_owned(), "roles[0]"),
+            ("an empty subject", "select-credentials: { call: { path: /x }, principal: { subject: \"\" } }".to_owned(), "subject is empty"),
+            ("a gRPC GET", "classify: { protocol: grpc, http-method: GET, path: /a.B/C }".to_owned(), "always POST"),
+            ("a gRPC call off a gRPC path", "classify: { protocol: grpc, path: /v1/things/1 }".to_owned(), "not a gRPC path"),
+            ("a gRPC service other than the path's", "classify: { protocol: grpc, path: /a.B/C, grpc-service: x.Y }".to_owned(), "differ from the path"),
+            ("an HTTP call with a gRPC method", "classify: { path: /x, grpc-method: C }".to_owned(), "only for gRPC"),
+            ("too many required scopes", format!("authorize: {{ call: {{ path: /x }}, classification: {{ class: bearer, required-scopes: [{}] }} }}", (0..65).map(|i| format!("s{i}")).collect::<Vec<_>>().join(", ")), "required scopes"),
+        ];
+        for (what, call, expected) in refused {
+            let text = format!("cases:\n  - name: c\n    {call}\n    expect: allow\n");
+            let err = CaseFile::parse(p, &text).expect_err(what).to_string();
+            assert!(err.contains(expected) && err.contains("case \"c\""), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn combinations_the_gateway_never_produces_are_accepted_with_a_warning() {
+        let p = Path::new("x.cases.yaml");
+        let text = r#"
+cases:
+  - { name: no token, authorize: { call: { path: /x } }, expect: deny }
+  - name: secret on a bearer method
+    authorize: { call: { path: /x }, authentication: { kind: sandbox-secret, source: sandbox-header } }
+    expect: deny
+  - name: no provider
+    authorize: { call: { path: /x }, authentication: { kind: oidc-token, source: cookie, principal: { subject: a } } }
+    expect: deny
+  - { name: dot segments, classify: { path: /a/../b }, expect: error }
+  - { name: open, authorize: { call: { path: /x }, classification: { class: unauthenticated } }, expect: allow }
+  - name: token
+    authorize:
+      call: { protocol: grpc, path: /a.B/C }
+      authentication: { kind: gateway-token, source: authorization-header, principal: { subject: a } }
+    expect: allow
+"#;
+        let file = CaseFile::parse(p, text).expect("accepted");
+        let w = file.warnings();
+        assert_eq!(w.len(), 4, "{w:#?}");
+        assert!(w[0].starts_with("case \"no token\"") && w[0].contains("401"), "{}", w[0]);
+        assert!(w[1].starts_with("case \"secret on a bearer method\"") && w[1].contains("sandbox-secret"), "{}", w[1]);
+        assert!(w[2].contains("without a provider"), "{}", w[2]);
+        assert!(w[3].starts_with("case \"dot segments\"") && w[3].contains("\"/b\""), "{}", w[3]);
+    }
+
+    #[test]
+    fn cases_are_found_beside_the_component_then_beside_the_crate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let krate = dir.path().join("only-acme");
+        let release = krate.join("target/wasm32-wasip2/release");
+        std::fs::create_dir_all(&release).expect("mkdir");
+        let wasm = release.join("only_acme.wasm");
+        assert_eq!(
+            cases_candidates_for(&wasm),
+            [
+                release.join("only_acme.cases.yaml"),
+                krate.join("only_acme.cases.yaml"),
+                krate.join("only-acme.cases.yaml")
+            ]
+        );
+        assert!(CaseFile::find(&wasm).expect("none").is_none());
+        let text = "cases:\n  - { name: c, classify: { path: /x }, expect: error }\n";
+        std::fs::write(krate.join("only-acme.cases.yaml"), text).expect("write");
+        let found = CaseFile::find(&wasm).expect("readable").expect("found beside the crate");
+        assert_eq!(found.path(), krate.join("only-acme.cases.yaml"));
+        std::fs::write(release.join("only_acme.cases.yaml"), text).expect("write");
+        let found = CaseFile::find(&wasm).expect("readable").expect("found");
+        assert_eq!(found.path(), release.join("only_acme.cases.yaml"), "beside the component first");
+        assert_eq!(cases_candidates_for(Path::new("/p/authz.wasm")), [PathBuf::from("/p/authz.cases.yaml")]);
     }
 
     #[test]

@@ -30,13 +30,14 @@ const DATA_TMP_LINK: &str = "..data_tmp";
 /// Why a key or revocation file could not be changed. Never contains key bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    /// A file operation failed.
-    #[error("{path}: {source}")]
+    /// A file operation failed. (The I/O error is part of the message, not
+    /// a separate cause, so a printed error chain says it once.)
+    #[error("{path}: {error}")]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The change is not allowed (retiring the active key, a foreign symlink, ...).
     #[error("{0}")]
@@ -47,7 +48,7 @@ pub enum AdminError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AdminError + '_ {
-    move |source| AdminError::Io { path: path.to_owned(), source }
+    move |error| AdminError::Io { path: path.to_owned(), error }
 }
 
 /// One change to a file of a folder.
@@ -68,22 +69,43 @@ enum Change {
 pub struct Rotated {
     /// The new, now active, version.
     pub active: String,
-    /// The previously active version (still verifies until retired).
-    pub previous: String,
+    /// The previously active version (still verifies until retired); none
+    /// when the folder was created or was empty.
+    pub previous: Option<String>,
+    /// Whether the folder itself was created (`0700`).
+    pub created_folder: bool,
 }
 
 /// `wasmgate keys rotate`: adds a new version holding 32 random bytes (as 64
-/// hex characters), then makes it active. The folder must be valid before.
+/// hex characters), then makes it active. A missing folder is created
+/// (`0700`, with its parents) and a missing or empty one gets its first
+/// version (`v1` unless `version` is given) and `active`, both `0600`.
+/// Otherwise the folder must be valid before.
 pub fn rotate(dir: &Path, version: Option<&str>) -> Result<Rotated, AdminError> {
+    let created_folder = create_folder(dir)?;
     let _lock = lock(dir)?;
-    let current = KeyMaterial::read_dir(dir)?;
+    if !has_entries(dir)? {
+        let version = version.unwrap_or("v1").to_owned();
+        check_version_name(&version)?;
+        let key = random_key()?;
+        let changes = [
+            (version.as_str(), Change::Write { contents: key.into_bytes(), mode: 0o600, owner: None }),
+            (ACTIVE_FILE, Change::Write { contents: format!("{version}\n").into_bytes(), mode: 0o600, owner: None }),
+        ];
+        apply(dir, &changes)?;
+        return Ok(Rotated { active: version, previous: None, created_folder });
+    }
+    let current = KeyMaterial::read_dir(dir).map_err(|e| {
+        AdminError::Refused(format!(
+            "{e}. A key folder holds `active` (the name of the version that signs) and one file per version; \
+             fix it, or run `wasmgate keys rotate --keys-dir DIR` on a new or empty folder to start one"
+        ))
+    })?;
     let version = match version {
         Some(v) => v.to_owned(),
         None => next_version(&current.keys),
     };
-    if !super::keys::version_name_is_valid(&version) {
-        return Err(AdminError::Refused(format!("{version:?} is not a valid version name")));
-    }
+    check_version_name(&version)?;
     if current.keys.contains_key(&version) || dir.join(&version).symlink_metadata().is_ok() {
         return Err(AdminError::Refused(format!("version {version:?} already exists")));
     }
@@ -94,7 +116,46 @@ pub fn rotate(dir: &Path, version: Option<&str>) -> Result<Rotated, AdminError> 
         (ACTIVE_FILE, Change::Write { contents: format!("{version}\n").into_bytes(), mode: 0o644, owner }),
     ];
     apply(dir, &changes)?;
-    Ok(Rotated { active: version, previous: current.active })
+    Ok(Rotated { active: version, previous: Some(current.active), created_folder: false })
+}
+
+fn check_version_name(version: &str) -> Result<(), AdminError> {
+    if super::keys::version_name_is_valid(version) {
+        return Ok(());
+    }
+    Err(AdminError::Refused(format!(
+        "{version:?} is not a valid version name ([A-Za-z0-9._-], 1 to 64, not starting with `.`, not `active`)"
+    )))
+}
+
+/// Creates `dir` (and missing parents) `0700` if it does not exist; true
+/// if it did not. Anything at `dir` that is not a folder is refused.
+fn create_folder(dir: &Path) -> Result<bool, AdminError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(false),
+        Ok(_) => Err(AdminError::Refused(format!("{} exists and is not a folder", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+            Ok(true)
+        }
+        Err(e) => Err(io(dir)(e)),
+    }
+}
+
+/// Whether `dir` has any entry whose name does not start with `.` (a
+/// Kubernetes `..data` layout counts by the names it projects).
+fn has_entries(dir: &Path) -> Result<bool, AdminError> {
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        if !entry.file_name().to_string_lossy().starts_with('.') {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// `wasmgate keys retire VERSION`: removes a version; tokens whose `kid`
@@ -373,7 +434,7 @@ mod tests {
         let dir = plain_keys();
         let d = dir.path();
         let r = rotate(d, None).expect("rotate");
-        assert_eq!(r, Rotated { active: "v2".into(), previous: "v1".into() });
+        assert_eq!(r, Rotated { active: "v2".into(), previous: Some("v1".into()), created_folder: false });
         let m = KeyMaterial::read_dir(d).expect("valid after rotate");
         assert_eq!(m.active, "v2");
         let key = m.keys["v2"].expose();
@@ -394,9 +455,50 @@ mod tests {
     }
 
     #[test]
+    fn rotate_creates_the_first_key_in_a_missing_or_empty_folder() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let d = root.path().join("secrets/keys");
+        let r = rotate(&d, None).expect("a missing folder is created");
+        assert_eq!(r, Rotated { active: "v1".into(), previous: None, created_folder: true });
+        assert_eq!(mode(&d), 0o700, "a new key folder is 0700");
+        assert_eq!((mode(&d.join("v1")), mode(&d.join("active"))), (0o600, 0o600));
+        let m = KeyMaterial::read_dir(&d).expect("a valid folder");
+        assert_eq!((m.active.as_str(), m.keys.len()), ("v1", 1));
+        assert_eq!(rotate(&d, None).expect("then rotates").previous.as_deref(), Some("v1"));
+
+        let empty = tempfile::tempdir().expect("tempdir");
+        fs::write(empty.path().join(".gitkeep"), "").expect("write");
+        let r = rotate(empty.path(), Some("k1")).expect("an empty folder gets its first key");
+        assert_eq!(r, Rotated { active: "k1".into(), previous: None, created_folder: false });
+        assert_eq!(KeyMaterial::read_dir(empty.path()).expect("valid").active, "k1");
+
+        let file = root.path().join("file");
+        fs::write(&file, "x").expect("write");
+        assert!(matches!(rotate(&file, None), Err(AdminError::Refused(m)) if m.contains("not a folder")));
+    }
+
+    #[test]
+    fn errors_say_once_what_failed() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let missing = root.path().join("missing");
+        let e = anyhow::Error::from(retire(&missing, "v1").expect_err("no folder"));
+        let text = format!("{e:#}");
+        assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
+        // Keys without `active`: what is wrong and what to do.
+        fs::create_dir(root.path().join("k")).expect("mkdir");
+        fs::write(root.path().join("k/v1"), K1).expect("write");
+        let text = rotate(&root.path().join("k"), None).expect_err("no active").to_string();
+        assert!(text.contains("\"active\"") && text.contains("wasmgate keys rotate"), "{text}");
+    }
+
+    #[test]
     fn rotate_refuses_an_invalid_folder_and_foreign_symlinks() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(rotate(dir.path(), None), Err(AdminError::Keys(_))), "no active file");
+        fs::write(dir.path().join("v1"), K1).expect("write");
+        assert!(
+            matches!(rotate(dir.path(), None), Err(AdminError::Refused(m)) if m.contains("active")),
+            "no active file"
+        );
         let dir = plain_keys();
         let elsewhere = tempfile::tempdir().expect("tempdir");
         fs::write(elsewhere.path().join("active"), "v1").expect("write");

@@ -17,6 +17,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use super::{Live, TokenError};
+use crate::config::paths;
 
 /// Quiet time after the last change before a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -25,14 +26,17 @@ const RESYNC: Duration = Duration::from_secs(60);
 
 /// Starts watching on the current tokio runtime; stops when `live` is dropped.
 pub(super) fn spawn(live: &Arc<Live>) -> Result<(), TokenError> {
+    // Absolute (`Config::load` already made them so; a config built in
+    // code may not have), so the watch never depends on the working directory.
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Some(d) = &live.keys_dir {
-        dirs.push(d.clone());
+        dirs.push(paths::absolute(d));
     }
     if let Some(f) = &live.revoked_file {
-        let parent = f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if !dirs.iter().any(|d| d == parent) {
-            dirs.push(parent.to_owned());
+        let f = paths::absolute(f);
+        let parent = f.parent().unwrap_or(Path::new("/")).to_owned();
+        if !dirs.contains(&parent) {
+            dirs.push(parent);
         }
     }
     if dirs.is_empty() {

@@ -28,6 +28,9 @@ pub mod base {
         world: "wasmgate:plugin-sdk/base",
         pub_export_macro: true,
         generate_all,
+        // Records and variants compare with `==` (so `assert_eq!` works in
+        // unit tests); enums already do. Every type also has `Debug`.
+        additional_derives: [PartialEq, Eq, Hash],
     });
 }
 

@@ -100,4 +100,38 @@ mod tests {
         assert!(matches!(PolicyError::invalid_config("x"), PolicyError::InvalidConfig(m) if m == "x"));
         assert_eq!(CredentialUse::bearer("s").prefix, "Bearer ");
     }
+
+    #[test]
+    fn types_compare_and_print_for_assert_eq() {
+        assert_eq!(Decision::deny("no tenant"), Decision::Deny("no tenant".to_owned()));
+        assert_ne!(Decision::Allow, Decision::deny("x"));
+        let mut a = Principal::new("alice");
+        a.tenant = Some("acme".to_owned());
+        let mut b = Principal::new("alice");
+        assert_ne!(a, b);
+        b.tenant = Some("acme".to_owned());
+        assert_eq!(a, b);
+        assert_eq!(Classification::bearer(["x"]), Classification::new(AuthClass::Bearer, ["x"]));
+        assert_eq!(PolicyError::invalid_input("m"), PolicyError::InvalidInput("m".to_owned()));
+        assert_eq!(CredentialUse::bearer("s"), CredentialUse::bearer("s"));
+        let set: std::collections::HashSet<Principal> = [a.clone(), b].into_iter().collect();
+        assert_eq!(set.len(), 1, "Hash agrees with Eq");
+        assert!(format!("{:?}", Decision::deny("why")).contains("why"));
+        assert!(format!("{a:?}").contains("acme"));
+    }
+
+    #[test]
+    fn the_plugin_guide_states_the_sdk_toolchain() {
+        let manifest = include_str!("../Cargo.toml");
+        let version = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("rust-version = \""))
+            .and_then(|v| v.strip_suffix('"'))
+            .expect("the SDK states its own rust-version");
+        let guide = include_str!("../../../docs/plugins.md");
+        assert!(
+            guide.contains(&format!("The SDK needs Rust {version} or later")),
+            "docs/plugins.md must state the SDK's rust-version {version}"
+        );
+    }
 }
