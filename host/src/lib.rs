@@ -2,6 +2,7 @@
 //! hot-swappable WebAssembly components.
 //!
 //! The crate is split by concern; each module exposes a small API:
+//! - [`canonical`]: the one canonical request path every later step uses.
 //! - [`config`]: the YAML configuration.
 //! - [`identity`]: the shared vocabulary of calls and callers.
 //! - [`drivers`]: drivers on Unix sockets (connect, retry, deadline, health).
@@ -18,6 +19,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod credentials;

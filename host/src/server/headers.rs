@@ -1,9 +1,11 @@
 //! Header hygiene: client-sent identity headers out, gateway identity
 //! headers in, credentials and hop-by-hop headers never forwarded.
 
+use std::net::IpAddr;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::IdentityHeadersConfig;
+use crate::config::{IdentityHeadersConfig, TrustedProxies};
 use crate::identity::Authentication;
 
 /// Lowercase, with `_` folded to `-`: the form two header names that a
@@ -70,6 +72,100 @@ impl IdentityStripper {
         set("scopes", &p.scopes.join(" "));
         if !p.groups.is_empty() {
             set("groups", &p.groups.join(","));
+        }
+    }
+}
+
+/// Header names removed in every spelling a server might treat alike
+/// (any case, `_` for `-`).
+#[derive(Debug, Clone, Default)]
+pub struct HeaderNames(Vec<String>);
+
+impl HeaderNames {
+    /// The names, as configured.
+    pub fn new<S: AsRef<str>>(names: &[S]) -> Self {
+        Self(names.iter().map(|n| fold(n.as_ref())).collect())
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        let folded = fold(name);
+        self.0.contains(&folded)
+    }
+
+    /// Removes every header whose name is in the set, every occurrence.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        if self.0.is_empty() {
+            return;
+        }
+        let doomed: Vec<HeaderName> = headers.keys().filter(|n| self.matches(n.as_str())).cloned().collect();
+        for name in doomed {
+            headers.remove(&name);
+        }
+    }
+}
+
+/// Headers through which a proxy tells the upstream who the client is and
+/// how it connected. Only a trusted proxy may send them.
+const FORWARDING: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+];
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host` from the connection; what a
+/// client sent is dropped unless its peer address is a trusted proxy, whose
+/// `X-Forwarded-For` is then appended to.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    trusted: TrustedProxies,
+    names: HeaderNames,
+    proto: &'static str,
+}
+
+impl Forwarding {
+    /// With the trusted proxies, and whether the listener is TLS.
+    pub fn new(trusted: TrustedProxies, tls: bool) -> Self {
+        Self { trusted, names: HeaderNames::new(FORWARDING), proto: if tls { "https" } else { "http" } }
+    }
+
+    /// Applies to a request from `peer` for `authority` (empty when the
+    /// request named none).
+    pub fn apply(&self, headers: &mut HeaderMap, peer: Option<IpAddr>, authority: &str) {
+        let trusted = peer.is_some_and(|ip| self.trusted.contains(ip));
+        let mut chain = String::new();
+        if trusted {
+            for v in headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()) {
+                if !chain.is_empty() {
+                    chain.push_str(", ");
+                }
+                chain.push_str(v.trim());
+            }
+        } else {
+            self.names.strip(headers);
+        }
+        if let Some(ip) = peer {
+            if !chain.is_empty() {
+                chain.push_str(", ");
+            }
+            chain.push_str(&ip.to_string());
+        }
+        if let Ok(v) = HeaderValue::from_str(&chain)
+            && !chain.is_empty()
+        {
+            headers.insert("x-forwarded-for", v);
+        }
+        if !(trusted && headers.contains_key("x-forwarded-proto")) {
+            headers.insert("x-forwarded-proto", HeaderValue::from_static(self.proto));
+        }
+        if !(trusted && headers.contains_key("x-forwarded-host"))
+            && let Ok(v) = HeaderValue::from_str(authority)
+            && !authority.is_empty()
+        {
+            headers.insert("x-forwarded-host", v);
         }
     }
 }
@@ -197,6 +293,50 @@ mod tests {
         assert_eq!(h["x-wasmgate-scopes"], "a b:/x");
         assert_eq!(h["x-wasmgate-auth-kind"], "oidc-token");
         assert_eq!(h["x-wasmgate-provider"], "kc");
+    }
+
+    #[test]
+    fn override_headers_are_removed_in_every_spelling() {
+        let mut h = HeaderMap::new();
+        for name in ["X-HTTP-Method-Override", "x_http_method", "X-Original-URL", "x_rewrite_url", "x-method-override"] {
+            h.append(HeaderName::try_from(name).expect("valid name"), HeaderValue::from_static("DELETE"));
+        }
+        h.insert("x-request-id", HeaderValue::from_static("keep"));
+        let defaults = crate::config::RequestsConfig::default();
+        HeaderNames::new(&defaults.strip_headers).strip(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+    }
+
+    #[test]
+    fn forwarded_headers_come_from_the_connection_unless_the_peer_is_trusted() {
+        let spoofed = || {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+            h.insert("x_forwarded_for", HeaderValue::from_static("10.0.0.2"));
+            h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+            h.insert("x-forwarded-host", HeaderValue::from_static("admin.internal"));
+            h.insert("forwarded", HeaderValue::from_static("for=10.0.0.1"));
+            h.insert("x-real-ip", HeaderValue::from_static("10.0.0.1"));
+            h
+        };
+        let trusted = TrustedProxies::parse(&["192.0.2.0/24".into()]).expect("valid");
+        let f = Forwarding::new(trusted, false);
+
+        let mut h = spoofed();
+        f.apply(&mut h, Some("203.0.113.9".parse().expect("ip")), "api.example");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example");
+        for gone in ["forwarded", "x-real-ip", "x_forwarded_for"] {
+            assert!(!h.contains_key(gone), "{gone}: {h:?}");
+        }
+
+        let mut h = spoofed();
+        f.apply(&mut h, Some("192.0.2.5".parse().expect("ip")), "api.example");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.5");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "admin.internal");
+        assert!(h.contains_key("forwarded"));
     }
 
     #[test]
