@@ -106,6 +106,7 @@ fn bench(c: &mut Criterion) {
             required_typ: None,
             jwks: JwksConfig::default(),
             claims_mapper: None,
+            tenants: None,
         }],
         gateway_tokens: Some(gateway.clone()),
         ..AuthConfig::default()

@@ -229,6 +229,7 @@ fn provider(name: &str, issuer: &str) -> ProviderConfig {
             max_body_bytes: 64 * 1024,
         },
         claims_mapper: None,
+        tenants: None,
     }
 }
 

@@ -525,6 +525,8 @@ pub struct Binding {
     engine: Arc<EngineShared>,
     /// Idle instances kept for reuse (only when `plugins.instance_reuse`).
     warm: Arc<std::sync::Mutex<Vec<Warm>>>,
+    /// Headers a credential policy may not inject credentials as.
+    reserved: Arc<validate::ReservedHeaders>,
 }
 
 /// An instance with its store, and its exports once looked up (the lookup
@@ -574,7 +576,15 @@ impl Binding {
             settings: Arc::new(Settings::from_json(settings)),
             engine: engine.shared.clone(),
             warm: Arc::default(),
+            reserved: Arc::default(),
         }
+    }
+
+    /// The same binding, refusing credentials injected as the headers
+    /// `reserved` names (by default those of the default configuration).
+    pub(crate) fn with_reserved_headers(mut self, reserved: Arc<validate::ReservedHeaders>) -> Self {
+        self.reserved = reserved;
+        self
     }
 
     /// The bound plugin.
@@ -803,7 +813,7 @@ impl Binding {
                     .into_iter()
                     .map(|u| id::CredentialUse { credential: u.credential, header: u.header, prefix: u.prefix })
                     .collect();
-                validate::credential_uses(&uses, catalogue).map_err(|d| self.invalid(d))?;
+                validate::credential_uses(&uses, catalogue, &self.reserved).map_err(|d| self.invalid(d))?;
                 Ok(uses)
             }
             Err(e) => Err(self.guest_error(&e)),

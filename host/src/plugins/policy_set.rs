@@ -7,8 +7,10 @@ use std::sync::Arc;
 use super::cases::CaseFile;
 use super::engine::{Binding, Interface, Plugin, PluginEngine};
 use super::slot::{Scope, ShadowCounts, Slot};
+use super::validate::{self, ReservedHeaders};
 use super::{LoadError, builtin_bytes};
 use crate::config::{BindingConfig, Config};
+use crate::identity::Principal;
 
 /// Largest component file read, bytes.
 const MAX_COMPONENT_BYTES: u64 = 256 << 20;
@@ -56,6 +58,10 @@ pub struct PolicySet {
     credential_policy: Slot,
     tenant_authorizers: HashMap<String, Slot>,
     tenant_credential_policies: HashMap<String, Slot>,
+    /// Per provider with `tenants` set, the tenants it may assert.
+    provider_tenants: HashMap<String, Vec<String>>,
+    /// Headers no credential may be injected as.
+    reserved: Arc<ReservedHeaders>,
     plugins: Vec<LoadedPlugin>,
 }
 
@@ -70,12 +76,20 @@ impl PolicySet {
         generation: u64,
         previous: Option<&PolicySet>,
     ) -> Result<Self, LoadError> {
+        // The reserved headers mirror what the running gateway strips and
+        // sets (identity prefix, `also_strip`, sandbox header, cookie),
+        // which is fixed at start: a reload keeps the first set's.
+        let reserved = match previous {
+            Some(p) => p.reserved.clone(),
+            None => Arc::new(ReservedHeaders::from_config(cfg)),
+        };
         let previous = previous.map(|p| p.plugins.iter().map(|l| (l.source.clone(), l.clone())).collect());
         let mut loader = Loader {
             engine,
             dir: cfg.plugins.dir.as_deref(),
             previous: previous.unwrap_or_default(),
             loaded: BTreeMap::new(),
+            reserved: reserved.clone(),
         };
         let p = &cfg.policy;
         let classifier = loader.slot(&p.classifier, Interface::Classifier, Scope::Global).await?;
@@ -107,6 +121,8 @@ impl PolicySet {
                 tenant_credential_policies.insert(tenant.clone(), slot);
             }
         }
+        let provider_tenants =
+            cfg.auth.providers.iter().filter_map(|p| Some((p.name.clone(), p.tenants.clone()?))).collect();
         let mut plugins: Vec<LoadedPlugin> = loader.loaded.into_values().collect();
         plugins.sort_by(|a, b| a.plugin.name().cmp(b.plugin.name()).then(a.source.cmp(&b.source)));
         Ok(Self {
@@ -118,6 +134,8 @@ impl PolicySet {
             credential_policy,
             tenant_authorizers,
             tenant_credential_policies,
+            provider_tenants,
+            reserved,
             plugins,
         })
     }
@@ -135,6 +153,18 @@ impl PolicySet {
     /// The claims-mapper of an identity provider.
     pub fn mapper(&self, provider: &str) -> Option<&Slot> {
         self.mappers.get(provider)
+    }
+
+    /// Refuses a principal mapped from `provider`'s claims whose tenant the
+    /// provider may not assert (`auth.providers[].tenants`), or that has no
+    /// tenant while the provider has `tenants`; the reason is for the log.
+    /// Call it on every principal a claims-mapper returns, before it is
+    /// cached or used: whatever the component said, it is not trusted.
+    pub fn confine_tenant(&self, provider: &str, principal: &Principal) -> Result<(), String> {
+        match self.provider_tenants.get(provider) {
+            Some(tenants) => validate::provider_tenant(provider, tenants, principal),
+            None => Ok(()),
+        }
     }
 
     /// The authorizer for a principal of `tenant` (the global one unless
@@ -183,6 +213,7 @@ struct Loader<'a> {
     dir: Option<&'a Path>,
     previous: HashMap<String, LoadedPlugin>,
     loaded: BTreeMap<String, LoadedPlugin>,
+    reserved: Arc<ReservedHeaders>,
 }
 
 fn unix_now() -> u64 {
@@ -278,7 +309,7 @@ impl Loader<'_> {
         iface: Interface,
     ) -> Result<Binding, LoadError> {
         let plugin = self.plugin(reference).await?;
-        let binding = Binding::new(self.engine, plugin, settings);
+        let binding = Binding::new(self.engine, plugin, settings).with_reserved_headers(self.reserved.clone());
         binding.require(iface)?;
         Ok(binding)
     }
