@@ -1,5 +1,5 @@
-//! One call, end to end: sanitize, route, classify, authenticate, map,
-//! authorize, forward, record.
+//! One call, end to end: canonical target, route, sanitize, classify,
+//! authenticate, map, authorize, credentials, forward, record.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,7 +10,7 @@ use moka::sync::Cache;
 
 use super::State;
 use super::reject::Rejection;
-use super::routes::Route;
+use super::routes::{Route, Unresolved};
 use crate::auth::Authenticated;
 use crate::identity::{
     AuthClass, Authentication, AuthzRequest, CallInfo, Classification, CredentialKind, Decision, Principal, Protocol,
@@ -49,20 +49,67 @@ fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-fn call_info(parts: &http::request::Parts, route: &Route, grpc: bool) -> CallInfo {
-    let path = parts.uri.path().to_owned();
+/// The one authority of a request: the target's (absolute-form, or h2
+/// `:authority`) or the `Host` header's, which must agree. Two `Host`
+/// headers, a malformed one, or none on an HTTP/1.1 request are refused.
+fn request_authority(parts: &http::request::Parts) -> Result<String, &'static str> {
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("two Host headers");
+    }
+    let host = host.map(|h| h.to_str().map_err(|_| "Host is not visible ASCII")).transpose()?;
+    let valid = |a: &str| -> Result<String, &'static str> {
+        match http::uri::Authority::try_from(a) {
+            Ok(parsed) if !a.contains('@') && !parsed.host().is_empty() => Ok(a.to_owned()),
+            _ => Err("malformed authority"),
+        }
+    };
+    match (parts.uri.authority().map(http::uri::Authority::as_str), host) {
+        (Some(target), Some(h)) if !target.eq_ignore_ascii_case(h) => Err("Host differs from the target's authority"),
+        (Some(a), _) | (None, Some(a)) => valid(a),
+        (None, None) if parts.version == http::Version::HTTP_11 => Err("HTTP/1.1 request without Host"),
+        (None, None) => Ok(String::new()),
+    }
+}
+
+/// The protocol a request asks to switch to, if any: HTTP/1.1 `Upgrade`
+/// (an `h2c` upgrade is ignored, as servers may, and answered in HTTP/1.1)
+/// or a `CONNECT`. The gateway negotiates none of them.
+fn upgrade_requested(parts: &http::request::Parts) -> Option<String> {
+    if parts.method == http::Method::CONNECT {
+        return Some("CONNECT".to_owned());
+    }
+    let wanted: Vec<&str> = parts
+        .headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c"))
+        .collect();
+    (!wanted.is_empty()).then(|| wanted.join(", "))
+}
+
+/// Rewrites the request target to origin-form with the canonical path and
+/// the query exactly as received.
+fn set_target(parts: &mut http::request::Parts, path: &str) -> Result<(), http::uri::InvalidUri> {
+    let pq = match parts.uri.query() {
+        None => http::uri::PathAndQuery::try_from(path)?,
+        Some(q) => http::uri::PathAndQuery::try_from(format!("{path}?{q}"))?,
+    };
+    parts.uri = http::Uri::from(pq);
+    Ok(())
+}
+
+fn call_info(parts: &http::request::Parts, route: &Route, grpc: bool, path: String, authority: String) -> CallInfo {
     let (grpc_service, grpc_method) = if grpc {
         let mut it = path.trim_start_matches('/').splitn(2, '/');
         (it.next().unwrap_or_default().to_owned(), it.next().unwrap_or_default().to_owned())
     } else {
         (String::new(), String::new())
     };
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
-        .unwrap_or_default();
     CallInfo {
         protocol: if grpc { Protocol::Grpc } else { Protocol::Http },
         http_method: parts.method.as_str().to_owned(),
@@ -130,16 +177,67 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Bo
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
     let grpc = is_grpc(&parts.headers);
-    // 1. sanitize: nothing the client claims about identity survives.
-    state.strip.strip(&mut parts.headers);
 
-    let path = parts.uri.path().to_owned();
-    let Some((route_idx, route)) = state.routes.find(&path) else {
-        let log = DecisionLog { route: "", path: &path, started, grpc };
-        return log.reject(None, None, Rejection::NoRoute, "no route");
+    // 0. the target: one authority and one canonical path, which the route
+    //    match, every policy call, the log and the upstream all use.
+    let refuse = |path: &str, reason: &str| {
+        let log = DecisionLog { route: "", path, started, grpc };
+        log.reject(None, None, Rejection::BadRequest, reason)
     };
+    let authority = match request_authority(&parts) {
+        Ok(a) => a,
+        Err(reason) => return refuse(parts.uri.path(), reason),
+    };
+    if grpc && !crate::canonical::is_grpc_path(parts.uri.path()) {
+        return refuse(parts.uri.path(), "a gRPC path must be /<service>/<method>");
+    }
+    let (route_idx, route, path) = match state.routes.resolve(parts.uri.path()) {
+        Ok(resolved) => resolved,
+        Err(Unresolved::NoRoute(path)) => {
+            let log = DecisionLog { route: "", path: &path, started, grpc };
+            return log.reject(None, None, Rejection::NoRoute, "no route");
+        }
+        Err(Unresolved::Path(e)) => return refuse(parts.uri.path(), &format!("path refused: {e}")),
+        Err(Unresolved::Ambiguous) => {
+            return refuse(parts.uri.path(), "path refused: under its route's options it matches another route");
+        }
+    };
+    if set_target(&mut parts, &path).is_err() {
+        return refuse(&path, "the canonical target is not a valid URI");
+    }
     let log = DecisionLog { route: &route.cfg.name, path: &path, started, grpc };
-    let call = call_info(&parts, route, grpc);
+    let upstream = &state.upstreams[route_idx];
+    let websocket = match upgrade_requested(&parts) {
+        None => None,
+        Some(proto)
+            if route.cfg.allow_upgrade
+                && parts.version == http::Version::HTTP_11
+                && parts.method == http::Method::GET
+                && proto.eq_ignore_ascii_case("websocket") =>
+        {
+            match parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
+                Some(on) => Some((on, http::HeaderValue::from_static("websocket"))),
+                None => return log.reject(None, None, Rejection::UpgradeRefused, "connection cannot be upgraded"),
+            }
+        }
+        Some(proto) => {
+            return log.reject(None, None, Rejection::UpgradeRefused, &format!("upgrade to {proto:?} is not allowed here"));
+        }
+    };
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > upstream.max_request_body_bytes()) {
+        return log.reject(None, None, Rejection::PayloadTooLarge, "content-length over the route's max_request_body_bytes");
+    }
+
+    // 1. sanitize: nothing the client claims about identity survives, nor
+    //    a header that would rewrite the call after policy, nor forwarding
+    //    headers from a peer that is not a trusted proxy.
+    state.strip.strip(&mut parts.headers);
+    state.strip_rewrites.strip(&mut parts.headers);
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    state.forwarding.apply(&mut parts.headers, peer, &authority);
+
+    let call = call_info(&parts, route, grpc, path.clone(), authority);
     let policy = state.policy.load_full();
 
     // 2. classify (cached per generation, route, method and path).
@@ -192,8 +290,7 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Bo
     }
     log.record(class, Some(&request.authentication), Ok(()), "");
     let client_authority = request.call.authority.clone();
-    let upstream = &state.upstreams[route_idx];
-    match upstream.send(Request::from_parts(parts, body), Some(&client_authority)).await {
+    match upstream.send(Request::from_parts(parts, body), Some(&client_authority), grpc, websocket).await {
         Ok(resp) => resp,
         Err(r) => r.into_response(grpc),
     }
@@ -309,6 +406,7 @@ async fn map_principal(
     let mapper = policy.mapper(provider).ok_or_else(|| format!("no claims-mapper bound for provider {provider}"))?;
     let principal =
         Arc::new(mapper.map_claims(provider, claims_json).await.map_err(|e| format!("failed closed: {e}"))?);
+    policy.confine_tenant(provider, &principal)?;
     if let Some(t) = token {
         state.caches.principals.insert(Arc::from(t), (policy.generation(), expires_at, principal.clone()));
     }

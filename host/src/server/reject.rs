@@ -13,6 +13,10 @@ use crate::auth::{AuthError, AuthFailureKind};
 /// Why a call is not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
+    /// The request itself is malformed or ambiguous (a path or target the
+    /// upstream could read differently, conflicting `Host`s): 400, or gRPC
+    /// INVALID_ARGUMENT, never forwarded.
+    BadRequest,
     /// No credential where one is required.
     MissingCredential,
     /// The request carries credentials in an invalid way (e.g. two tokens).
@@ -30,6 +34,17 @@ pub enum Rejection {
     NoRoute,
     /// The upstream did not answer in time.
     UpstreamTimeout,
+    /// The upstream answered with something that is not a valid response
+    /// (malformed, oversized, or reset before its head): 502.
+    BadGateway,
+    /// The request body is larger than the route allows: 413, or gRPC
+    /// RESOURCE_EXHAUSTED.
+    PayloadTooLarge,
+    /// An `Upgrade` the route does not allow: 501.
+    UpgradeRefused,
+    /// Every upstream connection and the wait queue are full: 503, or gRPC
+    /// RESOURCE_EXHAUSTED, at once.
+    UpstreamExhausted,
 }
 
 impl From<&AuthError> for Rejection {
@@ -53,28 +68,39 @@ impl Rejection {
     /// The label used in metrics and decision logs.
     pub fn outcome(self) -> &'static str {
         match self {
+            Self::BadRequest => "bad_request",
             Self::MissingCredential | Self::InvalidRequest | Self::InvalidToken => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
             Self::CredentialsUnavailable => "credentials_unavailable",
             Self::NoRoute => "no_route",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::BadGateway => "bad_gateway",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UpgradeRefused => "upgrade_refused",
+            Self::UpstreamExhausted => "upstream_exhausted",
         }
     }
 
     fn http_status(self) -> StatusCode {
         match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::MissingCredential | Self::InvalidRequest | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unavailable | Self::CredentialsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::BadGateway => StatusCode::BAD_GATEWAY,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UpgradeRefused => StatusCode::NOT_IMPLEMENTED,
+            Self::UpstreamExhausted => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// gRPC status code and message.
     fn grpc_status(self) -> (u8, &'static str) {
         match self {
+            Self::BadRequest => (3, "invalid request"),
             Self::MissingCredential => (16, "missing credentials"),
             Self::InvalidRequest => (16, "invalid credentials in request"),
             Self::InvalidToken => (16, "invalid or expired credentials"),
@@ -83,6 +109,10 @@ impl Rejection {
             Self::CredentialsUnavailable => (14, "upstream credentials unavailable"),
             Self::NoRoute => (12, "unknown service"),
             Self::UpstreamTimeout => (4, "upstream timed out"),
+            Self::BadGateway => (14, "upstream error"),
+            Self::PayloadTooLarge => (8, "request too large"),
+            Self::UpgradeRefused => (12, "upgrade not supported"),
+            Self::UpstreamExhausted => (8, "upstream busy"),
         }
     }
 
@@ -139,11 +169,13 @@ mod tests {
     #[test]
     fn grpc_rejections_are_trailers_only_with_matching_codes() {
         for (rej, code) in [
+            (Rejection::BadRequest, "3"),
             (Rejection::InvalidToken, "16"),
             (Rejection::Forbidden, "7"),
             (Rejection::Unavailable, "14"),
             (Rejection::CredentialsUnavailable, "14"),
             (Rejection::NoRoute, "12"),
+            (Rejection::BadGateway, "14"),
         ] {
             let r = rej.into_response(true);
             assert_eq!(r.status(), StatusCode::OK);
@@ -154,8 +186,10 @@ mod tests {
 
     #[test]
     fn statuses() {
+        assert_eq!(Rejection::BadRequest.into_response(false).status(), StatusCode::BAD_REQUEST);
         assert_eq!(Rejection::Forbidden.into_response(false).status(), StatusCode::FORBIDDEN);
         assert_eq!(Rejection::Unavailable.into_response(false).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(Rejection::BadGateway.into_response(false).status(), StatusCode::BAD_GATEWAY);
         let r = Rejection::CredentialsUnavailable.into_response(false);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
