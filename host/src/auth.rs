@@ -16,8 +16,12 @@ mod jwks;
 pub(crate) mod jwt;
 mod provider;
 pub(crate) mod secret;
+#[doc(hidden)]
+pub mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wycheproof;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -395,6 +395,40 @@ impl GatewayTokens {
         self.verify_parsed(&parsed, now)
     }
 
+    /// The signature layer of [`Self::verify`]: `alg` must be HS256 and
+    /// `kid` a current version whose HMAC over `signing_input` is `signature`.
+    fn check_signature(
+        &self,
+        header: &jwt::JwtHeader,
+        signing_input: &str,
+        signature: &[u8],
+    ) -> Result<(), TokenError> {
+        if header.alg != jsonwebtoken::Algorithm::HS256 {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = header.kid.as_deref().ok_or(TokenError::MissingKid)?;
+        self.verify_mac(kid, signing_input.as_bytes(), signature)
+    }
+
+    /// The MAC primitive of [`Self::verify`]: key version `kid` must exist and
+    /// its HMAC-SHA256 over `message` must equal `tag` (constant time).
+    /// Wycheproof vectors and fuzzing only.
+    #[doc(hidden)]
+    pub fn verify_mac(&self, kid: &str, message: &[u8], tag: &[u8]) -> Result<(), TokenError> {
+        let set = self.live.keys.load();
+        let key = set.keys.get(kid).ok_or(TokenError::UnknownKid)?;
+        hmac::verify(&key.hmac, message, tag).map_err(|_| TokenError::BadSignature)
+    }
+
+    /// [`Self::verify`] without the claims: the strict pre-parse minus its
+    /// payload rules, then the signature layer. Wycheproof vectors (whose
+    /// payloads are not JWT claims) and fuzzing only.
+    #[doc(hidden)]
+    pub fn verify_jws_signature(&self, token: &str) -> Result<(), TokenError> {
+        let jws = jwt::parse_jws(token)?;
+        self.check_signature(&jws.header, jws.signing_input, &jws.signature)
+    }
+
     /// Verifies a token that already passed the strict pre-parse.
     /// Whether key version `kid` still verifies (not retired).
     pub(crate) fn key_is_live(&self, kid: &str) -> bool {
@@ -407,16 +441,7 @@ impl GatewayTokens {
     }
 
     pub(crate) fn verify_parsed(&self, parsed: &ParsedJwt<'_>, now: i64) -> Result<(Principal, i64), TokenError> {
-        if parsed.header.alg != jsonwebtoken::Algorithm::HS256 {
-            return Err(TokenError::Algorithm);
-        }
-        let kid = parsed.header.kid.as_deref().ok_or(TokenError::MissingKid)?;
-        {
-            let set = self.live.keys.load();
-            let key = set.keys.get(kid).ok_or(TokenError::UnknownKid)?;
-            hmac::verify(&key.hmac, parsed.signing_input.as_bytes(), &parsed.signature)
-                .map_err(|_| TokenError::BadSignature)?;
-        }
+        self.check_signature(&parsed.header, parsed.signing_input, &parsed.signature)?;
         if parsed.header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
             return Err(TokenError::Typ);
         }

@@ -122,6 +122,31 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
     &b[start..]
 }
 
+/// The ROCA fingerprint (CVE-2017-15361): an RSA modulus made by the
+/// vulnerable Infineon library is, modulo each of these small primes, a
+/// power of 65537, so its factors can be found. A random modulus passes all
+/// 38 residue tests with probability about 2^-30.
+fn roca_fingerprint(n: &[u8]) -> bool {
+    const PRIMES: [u32; 38] = [
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107,
+        109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+    ];
+    PRIMES.iter().all(|&p| {
+        let residue = n.iter().fold(0u32, |acc, &b| (acc * 256 + u32::from(b)) % p);
+        let generator = 65_537 % p;
+        let mut power = 1;
+        loop {
+            if power == residue {
+                return true;
+            }
+            power = power * generator % p;
+            if power == 1 {
+                return false;
+            }
+        }
+    })
+}
+
 /// Turns one JWK into a prepared key, or says why it is skipped.
 fn prepare(raw: &RawJwk, allowed: &[Algorithm], template: &Validation) -> Result<ProviderKey, &'static str> {
     if raw.use_.as_deref().is_some_and(|u| u != "sig") {
@@ -158,8 +183,11 @@ fn prepare(raw: &RawJwk, allowed: &[Algorithm], template: &Validation) -> Result
             if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return Err("RSA modulus size out of range");
             }
-            if e.is_empty() || e.len() > 8 || e.last().is_some_and(|b| b & 1 == 0) {
+            if e.is_empty() || e.len() > 8 || e.last().is_some_and(|b| b & 1 == 0) || e == [1] {
                 return Err("bad RSA exponent");
+            }
+            if roca_fingerprint(n) {
+                return Err("RSA modulus has the ROCA fingerprint (CVE-2017-15361)");
             }
             material.extend_from_slice(n);
             material.push(0);
@@ -235,6 +263,10 @@ pub(crate) fn parse_jwks(
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut keys = HashMap::new();
     for (i, value) in doc.keys.into_iter().enumerate() {
+        // Every entry's kid counts, usable or not: a kid named twice is ambiguous.
+        if let Some(kid) = value.get("kid").and_then(serde_json::Value::as_str) {
+            *seen.entry(kid.to_owned()).or_default() += 1;
+        }
         let raw: RawJwk = match serde_json::from_value(value) {
             Ok(r) => r,
             Err(_) => {
@@ -242,9 +274,6 @@ pub(crate) fn parse_jwks(
                 continue;
             }
         };
-        if let Some(kid) = &raw.kid {
-            *seen.entry(kid.clone()).or_default() += 1;
-        }
         match prepare(&raw, allowed, template) {
             Ok(k) => {
                 keys.insert(k.kid.clone(), Arc::new(k));
@@ -381,6 +410,19 @@ mod tests {
         assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["good"]);
         assert_eq!(keys["good"].alg, Algorithm::ES256);
         assert_eq!(keys["good"].validation.algorithms, vec![Algorithm::ES256]);
+    }
+
+    /// Checklist 26, found by fuzzing (`fuzz/seeds/jwks/regression-*`): a
+    /// malformed entry that shares a kid with a good key still makes the kid
+    /// ambiguous, so neither is loaded.
+    #[test]
+    fn checklist_26_a_malformed_entry_with_the_same_kid_drops_the_kid() {
+        let good = ec_jwk("k");
+        let mut malformed = ec_jwk("k");
+        malformed["key_ops"] = "verify".into();
+        let doc = serde_json::json!({"keys": [malformed, good, ec_jwk("other")]});
+        let keys = parse_jwks("p", doc.to_string().as_bytes(), &[Algorithm::ES256], &template()).expect("other");
+        assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["other"]);
     }
 
     /// Checklist 23: empty key sets, HTML and invalid JSON are errors (so the last good set is kept).

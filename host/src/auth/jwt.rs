@@ -141,19 +141,57 @@ fn decode_segment(seg: &str) -> Result<Vec<u8>, JwtError> {
     B64URL.decode(seg).map_err(|_| JwtError::Base64)
 }
 
-/// Strictly parses a compact JWS. Linear in the token length.
-pub(crate) fn parse(token: &str) -> Result<ParsedJwt<'_>, JwtError> {
+/// The three decoded segments of a compact JWS, and the signed bytes.
+struct Segments<'a> {
+    signing_input: &'a str,
+    header: Vec<u8>,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+/// Splits and decodes; an empty payload segment is refused unless
+/// `empty_payload` (a JWS may sign nothing; a JWT never does).
+fn segments(token: &str, empty_payload: bool) -> Result<Segments<'_>, JwtError> {
     let mut parts = token.splitn(4, '.');
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Segments);
     };
-    let header_bytes = decode_segment(h)?;
-    let payload_bytes = decode_segment(p)?;
+    let header = decode_segment(h)?;
+    let payload = if empty_payload && p.is_empty() { Vec::new() } else { decode_segment(p)? };
     let signature = decode_segment(s)?;
+    Ok(Segments { signing_input: &token[..h.len() + 1 + p.len()], header, payload, signature })
+}
 
-    let header = strict_object(&header_bytes, "header")?;
-    let claims = strict_object(&payload_bytes, "payload")?;
+/// Strictly parses a compact JWS. Linear in the token length.
+pub(crate) fn parse(token: &str) -> Result<ParsedJwt<'_>, JwtError> {
+    let seg = segments(token, false)?;
+    let header = strict_object(&seg.header, "header")?;
+    let claims = strict_object(&seg.payload, "payload")?;
+    let header = header_params(&header)?;
+    Ok(ParsedJwt { header, claims, signing_input: seg.signing_input, signature: seg.signature })
+}
 
+/// A compact JWS that passed every rule of [`parse`] but those on the
+/// payload (which may be empty and need not be JSON). Signature NOT yet checked.
+pub(crate) struct ParsedJws<'a> {
+    pub header: JwtHeader,
+    pub payload: Vec<u8>,
+    /// `header.payload`, the signed bytes.
+    pub signing_input: &'a str,
+    /// The decoded signature.
+    pub signature: Vec<u8>,
+}
+
+/// [`parse`] without the payload rules: the signature layer alone, for test
+/// vectors and fuzzing whose payloads are not JWT claims.
+pub(crate) fn parse_jws(token: &str) -> Result<ParsedJws<'_>, JwtError> {
+    let seg = segments(token, true)?;
+    let header = header_params(&strict_object(&seg.header, "header")?)?;
+    Ok(ParsedJws { header, payload: seg.payload, signing_input: seg.signing_input, signature: seg.signature })
+}
+
+/// The header rules: forbidden parameters, `alg`, `kid`, `typ`.
+fn header_params(header: &Map<String, Value>) -> Result<JwtHeader, JwtError> {
     for name in FORBIDDEN_HEADERS {
         if header.contains_key(name) {
             return Err(JwtError::ForbiddenHeader(name));
@@ -173,8 +211,7 @@ pub(crate) fn parse(token: &str) -> Result<ParsedJwt<'_>, JwtError> {
         Some(Value::String(t)) => Some(t.clone()),
         Some(_) => return Err(JwtError::Typ),
     };
-    let signing_input = &token[..h.len() + 1 + p.len()];
-    Ok(ParsedJwt { header: JwtHeader { alg, kid, typ }, claims, signing_input, signature })
+    Ok(JwtHeader { alg, kid, typ })
 }
 
 /// Parses JSON that must be an object, rejecting duplicate member names at any depth.
