@@ -244,7 +244,9 @@ fn canonicalize_with(path: &str, merge_slashes: bool, mode: SlashMode) -> Result
                         }
                     },
                     v if is_unreserved(v) => norm.push(v),
-                    v => norm.extend_from_slice(&[b'%', UPPER_HEX[usize::from(v >> 4)], UPPER_HEX[usize::from(v & 15)]]),
+                    v => {
+                        norm.extend_from_slice(&[b'%', UPPER_HEX[usize::from(v >> 4)], UPPER_HEX[usize::from(v & 15)]])
+                    }
                 }
                 i += 3;
             }

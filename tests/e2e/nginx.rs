@@ -134,10 +134,8 @@ impl Echo {
                     }
                     let head = String::from_utf8_lossy(&buf).into_owned();
                     seen.lock().expect("lock").push(head.clone());
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}",
-                        head.len()
-                    );
+                    let resp =
+                        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}", head.len());
                     let _ = s.write_all(resp.as_bytes()).await;
                 });
             }
@@ -255,7 +253,8 @@ async fn nothing_under_an_open_prefix_reaches_a_protected_location() {
         let received_path = received.split('?').next().unwrap_or_default();
         let decoded = percent_encoding::percent_decode_str(received_path).decode_utf8_lossy();
         // nginx's log writes bytes outside ASCII as `\xHH`.
-        let resolved = percent_encoding::percent_decode_str(&resolved.replace("\\x", "%")).decode_utf8_lossy().into_owned();
+        let resolved =
+            percent_encoding::percent_decode_str(&resolved.replace("\\x", "%")).decode_utf8_lossy().into_owned();
         assert_eq!(resolved, decoded, "nginx resolved {received} differently");
     }
 }

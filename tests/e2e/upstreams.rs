@@ -59,13 +59,18 @@ impl Scripted {
                         "/up/garbage" => b"this is not http\r\n\r\n".to_vec(),
                         "/up/status2000" => b"HTTP/1.1 2000 Huh\r\ncontent-length: 0\r\n\r\n".to_vec(),
                         "/up/badheader" => b"HTTP/1.1 200 OK\r\nno colon here\r\ncontent-length: 0\r\n\r\n".to_vec(),
-                        "/up/twolengths" => b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab".to_vec(),
+                        "/up/twolengths" => {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab".to_vec()
+                        }
                         "/up/hugeheader" => {
                             format!("HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n", "a".repeat(1 << 20))
                                 .into_bytes()
                         }
                         "/up/closed" => Vec::new(),
-                        "/up/101" => b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n".to_vec(),
+                        "/up/101" => {
+                            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+                                .to_vec()
+                        }
                         "/up/stall" => {
                             let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789").await;
                             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -178,7 +183,8 @@ async fn request_bodies_past_the_route_limit_are_413() {
     let r = c.post(env.url("/up/sink")).body(vec![b'x'; 1025]).send().await.expect("send");
     assert_eq!(r.status(), 413, "declared over the limit");
     // Chunked, no length declared: cut off while streaming.
-    let mut request = b"POST /up/sink HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let mut request =
+        b"POST /up/sink HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     for _ in 0..4 {
         request.extend_from_slice(format!("200\r\n{}\r\n", "y".repeat(512)).as_bytes());
     }
@@ -225,7 +231,8 @@ async fn upgrades_are_refused_and_never_relayed() {
     let (status, _) = raw(env.addr, request).await;
     assert_eq!(status, 501, "log:\n{}", env.logs());
     // An h2c upgrade offer is ignored, as a server may: answered in HTTP/1.1.
-    let request = b"GET /up/x HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\n\
+    let request =
+        b"GET /up/x HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\n\
                     HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
     let (status, body) = raw(env.addr, request).await;
     assert_eq!((status, body.as_str()), (200, "ok"));
@@ -287,7 +294,8 @@ async fn a_grpc_upstream_that_dies_mid_stream_is_unavailable_not_internal() {
     while let Some(chunk) = body.data().await {
         chunk.expect("no reset reaches the client");
     }
-    let trailers = body.trailers().await.expect("trailers").unwrap_or_else(|| panic!("no trailers; log:\n{}", env.logs()));
+    let trailers =
+        body.trailers().await.expect("trailers").unwrap_or_else(|| panic!("no trailers; log:\n{}", env.logs()));
     assert_eq!(trailers["grpc-status"], "14", "UNAVAILABLE, retryable; log:\n{}", env.logs());
 }
 

@@ -12,8 +12,13 @@ fn with(p: &str, escaped_slashes: EscapedSlashes, merge_slashes: bool) -> Result
 
 #[test]
 fn the_bypasses_of_the_report_resolve_to_the_protected_path() {
-    for p in ["/public/../api/x", "/public/%2e%2e/api/x", "/public/%2E%2E/api/x", "/public/.%2e/api/x", "/public/x/../../api/x"]
-    {
+    for p in [
+        "/public/../api/x",
+        "/public/%2e%2e/api/x",
+        "/public/%2E%2E/api/x",
+        "/public/.%2e/api/x",
+        "/public/x/../../api/x",
+    ] {
         assert_eq!(strict(p).as_deref(), Ok("/api/x"), "{p}");
     }
     assert_eq!(strict("/public/..%2fapi/x"), Err(PathError::EncodedSlash));
@@ -142,7 +147,10 @@ fn grpc_paths_have_exactly_two_plain_segments() {
 }
 
 fn modes() -> impl Strategy<Value = PathOptions> {
-    (prop_oneof![Just(EscapedSlashes::Reject), Just(EscapedSlashes::Keep), Just(EscapedSlashes::Unescape)], any::<bool>())
+    (
+        prop_oneof![Just(EscapedSlashes::Reject), Just(EscapedSlashes::Keep), Just(EscapedSlashes::Unescape)],
+        any::<bool>(),
+    )
         .prop_map(|(escaped_slashes, merge_slashes)| PathOptions { escaped_slashes, merge_slashes })
 }
 

@@ -106,8 +106,8 @@ mod tests {
 
     #[test]
     fn trusted_proxies_parse_cidrs_and_addresses() {
-        let t = TrustedProxies::parse(&["10.0.0.0/8".into(), "192.0.2.7".into(), "2001:db8::/32".into()])
-            .expect("valid");
+        let t =
+            TrustedProxies::parse(&["10.0.0.0/8".into(), "192.0.2.7".into(), "2001:db8::/32".into()]).expect("valid");
         assert!(t.contains("10.1.2.3".parse().expect("ip")));
         assert!(t.contains("192.0.2.7".parse().expect("ip")));
         assert!(!t.contains("192.0.2.8".parse().expect("ip")));

@@ -298,7 +298,8 @@ mod tests {
     #[test]
     fn override_headers_are_removed_in_every_spelling() {
         let mut h = HeaderMap::new();
-        for name in ["X-HTTP-Method-Override", "x_http_method", "X-Original-URL", "x_rewrite_url", "x-method-override"] {
+        for name in ["X-HTTP-Method-Override", "x_http_method", "X-Original-URL", "x_rewrite_url", "x-method-override"]
+        {
             h.append(HeaderName::try_from(name).expect("valid name"), HeaderValue::from_static("DELETE"));
         }
         h.insert("x-request-id", HeaderValue::from_static("keep"));

@@ -221,12 +221,22 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Bo
             }
         }
         Some(proto) => {
-            return log.reject(None, None, Rejection::UpgradeRefused, &format!("upgrade to {proto:?} is not allowed here"));
+            return log.reject(
+                None,
+                None,
+                Rejection::UpgradeRefused,
+                &format!("upgrade to {proto:?} is not allowed here"),
+            );
         }
     };
     let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > upstream.max_request_body_bytes()) {
-        return log.reject(None, None, Rejection::PayloadTooLarge, "content-length over the route's max_request_body_bytes");
+        return log.reject(
+            None,
+            None,
+            Rejection::PayloadTooLarge,
+            "content-length over the route's max_request_body_bytes",
+        );
     }
 
     // 1. sanitize: nothing the client claims about identity survives, nor

@@ -175,7 +175,10 @@ mod tests {
     fn upstreams_parse() {
         let mut r = route(RouteMatch::PathPrefix("/".into()));
         r.upstream = "http://127.0.0.1:9000".into();
-        assert_eq!(Route::new(&r, &PathOptions::default()).expect("valid").target, Target::Tcp("127.0.0.1:9000".into()));
+        assert_eq!(
+            Route::new(&r, &PathOptions::default()).expect("valid").target,
+            Target::Tcp("127.0.0.1:9000".into())
+        );
         r.upstream = "unix://relative.sock".into();
         assert!(Route::new(&r, &PathOptions::default()).is_err());
     }

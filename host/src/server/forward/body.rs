@@ -135,7 +135,11 @@ impl<B> ResponseBody<B> {
         Self { inner, _permit: permit, idle: Idle::new(idle), grpc, done: false, route }
     }
 
-    fn fail(&mut self, kind: &'static str, error: &dyn std::fmt::Display) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn fail(
+        &mut self,
+        kind: &'static str,
+        error: &dyn std::fmt::Display,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         self.done = true;
         crate::metrics::upstream_failure(&self.route, kind);
         tracing::warn!(route = %self.route, kind, error = %error, "upstream body failed after the response head");

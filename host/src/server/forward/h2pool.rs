@@ -53,7 +53,8 @@ struct Conn {
 
 impl Conn {
     fn has_room(&self) -> bool {
-        !self.dead.load(Ordering::Acquire) && self.streams.load(Ordering::Acquire) < self.send.current_max_send_streams()
+        !self.dead.load(Ordering::Acquire)
+            && self.streams.load(Ordering::Acquire) < self.send.current_max_send_streams()
     }
 }
 
