@@ -179,7 +179,8 @@ fn prepare(raw: &RawJwk, allowed: &[Algorithm], template: &Validation) -> Result
             let e = b64(raw.e.as_ref())?;
             let n = strip_zeros(&n);
             let e = strip_zeros(&e);
-            let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+            // An all-zero modulus strips to nothing: 0 bits (found by fuzzing).
+            let bits = n.first().map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
             if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return Err("RSA modulus size out of range");
             }
@@ -422,6 +423,18 @@ mod tests {
         malformed["key_ops"] = "verify".into();
         let doc = serde_json::json!({"keys": [malformed, good, ec_jwk("other")]});
         let keys = parse_jwks("p", doc.to_string().as_bytes(), &[Algorithm::ES256], &template()).expect("other");
+        assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["other"]);
+    }
+
+    /// Checklist 26, found by the long fuzz run
+    /// (`fuzz/seeds/jwks/regression-zero-modulus`): an all-zero RSA modulus
+    /// is skipped, where its size computation used to underflow and panic.
+    #[test]
+    fn checklist_26_an_all_zero_rsa_modulus_is_skipped() {
+        let zero = serde_json::json!({"kty":"RSA","kid":"zero","n":"AAAAAAAAAAAAAAAAAAAAAA","e":"AQ"});
+        let doc = serde_json::json!({"keys": [zero, ec_jwk("other")]});
+        let keys = parse_jwks("p", doc.to_string().as_bytes(), &[Algorithm::RS256, Algorithm::ES256], &template())
+            .expect("other");
         assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["other"]);
     }
 
