@@ -6,7 +6,10 @@
 
 mod drivers;
 mod login;
+pub mod paths;
+mod requests;
 mod secret;
+mod server;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,7 +20,9 @@ use serde::Deserialize;
 
 pub use drivers::{CredentialCacheConfig, DriverConfig, DriversConfig, RetryConfig};
 pub use login::{LoginConfig, WELL_KNOWN_PATH as LOGIN_WELL_KNOWN_PATH};
+pub use requests::{EscapedSlashes, PathOptions, RequestsConfig, RoutePathOptions, TrustedProxies};
 pub use secret::{SecretSource, SecretValue};
+pub use server::{Http1Config, Http2Config, ServerConfig};
 
 /// Errors while reading or checking the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +60,10 @@ pub struct Config {
     /// Which client-sent headers are removed before anything else happens.
     #[serde(default)]
     pub identity_headers: IdentityHeadersConfig,
+    /// How requests are read before policy: canonical paths, headers that
+    /// rewrite a request after policy, trusted proxies.
+    #[serde(default)]
+    pub requests: RequestsConfig,
     /// Authentication: identity providers, sandbox secret, token sources.
     /// (Enums such as secret sources are written as one-key maps:
     /// `{file: /path}`.)
@@ -76,6 +85,9 @@ pub struct Config {
     /// that path answers 404 when absent.
     #[serde(default)]
     pub login: Option<LoginConfig>,
+    /// Limits of the main listener's HTTP/1.1 and HTTP/2 serving.
+    #[serde(default)]
+    pub server: ServerConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -199,6 +211,13 @@ pub struct ProviderConfig {
     /// `oidc-claims-mapper` with default settings when absent.
     #[serde(default)]
     pub claims_mapper: Option<BindingConfig>,
+    /// The tenants this provider may assert. When set, a principal mapped
+    /// from its claims whose tenant is not listed, or that has no tenant,
+    /// is refused (403), whatever the claims-mapper returned. Unset: no
+    /// bound (a startup warning says so if the mapper may take the tenant
+    /// from a claim).
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -431,12 +450,76 @@ pub struct RouteConfig {
     /// Accept a bearer token from the configured query parameter on this route.
     #[serde(default)]
     pub allow_query_token: bool,
+    /// Let authorized HTTP/1.1 `Upgrade: websocket` calls through to an
+    /// HTTP/1.1 upstream and join the two connections after its `101`.
+    #[serde(default)]
+    pub allow_upgrade: bool,
     /// Upstream response-header timeout, milliseconds (streams may run longer).
     #[serde(default = "default_upstream_timeout")]
     pub timeout_ms: u64,
     /// A classifier for this route instead of the global one.
     #[serde(default)]
     pub classifier: Option<BindingConfig>,
+    /// Overrides of `requests.paths` for this route.
+    #[serde(default)]
+    pub paths: RoutePathOptions,
+    /// Longest wait for the next piece of a request or response body,
+    /// milliseconds (0: none).
+    #[serde(default = "default_stream_idle_timeout")]
+    pub stream_idle_timeout_ms: u64,
+    /// Largest request body forwarded, bytes: 413 (gRPC
+    /// RESOURCE_EXHAUSTED) past it.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body_bytes: u64,
+    /// HTTP/1.1 upstreams: connections (so requests in flight) at most.
+    #[serde(default = "default_upstream_connections")]
+    pub max_connections: usize,
+    /// HTTP/1.1 upstreams: requests that may wait for a free connection;
+    /// past them, 503 at once.
+    #[serde(default = "default_upstream_connections")]
+    pub max_pending: usize,
+    /// The `Host` the upstream receives.
+    #[serde(default)]
+    pub upstream_host: UpstreamHost,
+}
+
+fn default_stream_idle_timeout() -> u64 {
+    300_000
+}
+
+fn default_max_request_body() -> u64 {
+    256 << 20
+}
+
+fn default_upstream_connections() -> usize {
+    1024
+}
+
+/// Which authority an upstream receives as `Host` (HTTP/1.1).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamHost {
+    /// The upstream's own `host:port` (nginx's `proxy_pass` default); the
+    /// client's for Unix-socket upstreams, which have none.
+    #[default]
+    Upstream,
+    /// The client's authority, as Envoy forwards it; the client's is also
+    /// in `X-Forwarded-Host` either way.
+    Client,
+}
+
+/// Whether every call `later` matches is matched by `earlier` first.
+fn shadows(earlier: &RouteConfig, later: &RouteConfig) -> bool {
+    let covers = |prefix: &str, path: &str| {
+        let prefix = prefix.trim_end_matches('/');
+        prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+    };
+    match (&earlier.matches, &later.matches) {
+        (RouteMatch::PathPrefix(a), RouteMatch::PathPrefix(b)) => covers(a, b.trim_end_matches('/')),
+        (RouteMatch::PathPrefix(a), RouteMatch::GrpcService(s)) => covers(a, &format!("/{s}")),
+        (RouteMatch::GrpcService(a), RouteMatch::GrpcService(b)) => a == b,
+        (RouteMatch::GrpcService(_), RouteMatch::PathPrefix(_)) => false,
+    }
 }
 
 fn default_upstream_timeout() -> u64 {
@@ -464,32 +547,16 @@ pub enum UpstreamProtocol {
 }
 
 impl Config {
-    /// Reads and checks a YAML config file.
+    /// Reads and checks a YAML config file. Every relative path in it is
+    /// resolved against the file's folder and made absolute (see [`paths`]);
+    /// relative component paths resolve against `plugins.dir`, which
+    /// defaults to that folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let mut cfg = Self::from_yaml(&text)?;
-        if let Some(dir) = &cfg.plugins.dir
-            && dir.is_relative()
-            && let Some(parent) = path.parent()
-        {
-            cfg.plugins.dir = Some(parent.join(dir));
-        }
-        if let Some(dir) = &cfg.plugins.cache_dir
-            && dir.is_relative()
-            && let Some(parent) = path.parent()
-        {
-            cfg.plugins.cache_dir = Some(parent.join(dir));
-        }
-        if let Some(g) = cfg.auth.gateway_tokens.as_mut()
-            && let Some(parent) = path.parent()
-        {
-            for p in [&mut g.keys_dir, &mut g.revoked_file].into_iter().flatten() {
-                if p.is_relative() {
-                    *p = parent.join(&*p);
-                }
-            }
-        }
+        // Every path absolute once, against the file's canonical folder.
+        paths::resolve(&mut cfg, &paths::base_dir(path));
         Ok(cfg)
     }
 
@@ -504,6 +571,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         self.login.as_ref().map(LoginConfig::validate).transpose()?;
+        self.server.validate()?;
         let prefix = self.identity_headers.prefix.to_ascii_lowercase();
         if prefix.len() < 3 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return invalid(format!("identity_headers.prefix {prefix:?} must be 3+ header-name characters"));
@@ -529,6 +597,22 @@ impl Config {
                 && g.issuer == p.issuer
             {
                 return invalid(format!("gateway_tokens.issuer equals provider {:?}'s issuer", p.name));
+            }
+            if let Some(tenants) = &p.tenants {
+                if tenants.is_empty() {
+                    return invalid(format!("provider {:?}: tenants is empty (omit it for no bound)", p.name));
+                }
+                for (i, t) in tenants.iter().enumerate() {
+                    if t.is_empty() || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+                        return invalid(format!(
+                            "provider {:?}: tenant {t:?} must be 1..=256 visible ASCII characters without commas",
+                            p.name
+                        ));
+                    }
+                    if tenants[..i].contains(t) {
+                        return invalid(format!("provider {:?}: tenant {t:?} is listed twice", p.name));
+                    }
+                }
             }
         }
         if let Some(g) = &self.auth.gateway_tokens {
@@ -561,6 +645,12 @@ impl Config {
                 return invalid(format!("policy.tenants.{tenant} overrides nothing"));
             }
         }
+        TrustedProxies::parse(&self.requests.trusted_proxies).map_err(ConfigError::Invalid)?;
+        for h in &self.requests.strip_headers {
+            if http::HeaderName::try_from(h.as_str()).is_err() {
+                return invalid(format!("requests.strip_headers: {h:?} is not a header name"));
+            }
+        }
         let mut route_names = std::collections::HashSet::new();
         for r in &self.routes {
             if !route_names.insert(r.name.as_str()) {
@@ -574,11 +664,127 @@ impl Config {
             {
                 return invalid(format!("route {:?}: path_prefix must start with '/'", r.name));
             }
+            if let RouteMatch::PathPrefix(p) = &r.matches
+                && crate::canonical::canonicalize(p, &r.paths.over(&self.requests.paths)).as_deref() != Ok(p.as_str())
+            {
+                return invalid(format!(
+                    "route {:?}: path_prefix {p:?} is not a canonical path (no dot-segments, repeated slashes or escapes that decode), so no request could match it",
+                    r.name
+                ));
+            }
+            if r.allow_upgrade && r.upstream_protocol == Some(UpstreamProtocol::H2) {
+                return invalid(format!("route {:?}: allow_upgrade needs an http1 upstream", r.name));
+            }
+            if r.allow_upgrade && matches!(r.matches, RouteMatch::GrpcService(_)) {
+                return invalid(format!("route {:?}: allow_upgrade does not apply to gRPC routes", r.name));
+            }
+            if r.max_connections == 0 {
+                return invalid(format!("route {:?}: max_connections must be at least 1", r.name));
+            }
+            if let Some(earlier) = self.routes.iter().take_while(|e| !std::ptr::eq(*e, r)).find(|e| shadows(e, r)) {
+                return invalid(format!(
+                    "route {:?} can never match: route {:?} before it matches every call it would",
+                    r.name, earlier.name
+                ));
+            }
             if r.allow_query_token && self.auth.query_parameter.is_none() {
                 return invalid(format!("route {:?} allows query tokens but auth.query_parameter is unset", r.name));
             }
         }
         Ok(())
+    }
+}
+
+/// What a provider's principals may carry as their tenant, as far as the
+/// configuration tells.
+enum TenantBound<'a> {
+    /// Only these (`tenants`, or the built-in mapper's fixed `tenant`).
+    Only(Vec<&'a str>),
+    /// None: the built-in mapper with neither `tenant` nor `tenant-claim`.
+    NoTenant,
+    /// Any: from a claim (`tenant-claim` named here) or decided by a custom
+    /// component.
+    Any(Option<String>),
+}
+
+/// A binding setting as the component reads it: strings as they are,
+/// other values as JSON text.
+fn setting_text(b: &BindingConfig, key: &str) -> Option<String> {
+    b.settings.get(key).map(|v| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+impl ProviderConfig {
+    fn tenant_bound(&self) -> TenantBound<'_> {
+        if let Some(t) = &self.tenants {
+            return TenantBound::Only(t.iter().map(String::as_str).collect());
+        }
+        // Without a binding: the built-in mapper with no settings, no tenant.
+        let Some(mapper) = &self.claims_mapper else { return TenantBound::NoTenant };
+        if mapper.plugin != "builtin:oidc-claims-mapper" {
+            return TenantBound::Any(None);
+        }
+        match (mapper.settings.get("tenant"), setting_text(mapper, "tenant-claim")) {
+            (Some(serde_json::Value::String(t)), _) => TenantBound::Only(vec![t.as_str()]),
+            (Some(_), claim) => TenantBound::Any(claim),
+            (None, Some(claim)) => TenantBound::Any(Some(claim)),
+            (None, None) => TenantBound::NoTenant,
+        }
+    }
+}
+
+impl Config {
+    /// What `wasmgate serve` warns about at start: identity providers that
+    /// can assert any tenant (`tenants` unset and the claims-mapper not
+    /// pinned by a `tenant` setting), two providers that can assert the
+    /// same tenant, and a pinned mapper whose tenant its provider's
+    /// `tenants` refuses.
+    pub fn startup_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut asserted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for p in &self.auth.providers {
+            match p.tenant_bound() {
+                TenantBound::Only(tenants) => {
+                    for t in tenants {
+                        asserted.entry(t).or_default().push(&p.name);
+                    }
+                }
+                TenantBound::NoTenant => {}
+                TenantBound::Any(Some(claim)) => warnings.push(format!(
+                    "provider {:?} takes the tenant from claim {claim:?} with no bound: its issuer can assert any \
+                     tenant and get that tenant's policy and upstream credentials; list the tenants it may assert \
+                     in its `tenants`, or pin the claims-mapper's `tenant` setting",
+                    p.name
+                )),
+                TenantBound::Any(None) => warnings.push(format!(
+                    "provider {:?} has no `tenants` and its claims-mapper is not pinned by a `tenant` setting: \
+                     whatever tenant the mapper returns is trusted; list the tenants it may assert in its `tenants`",
+                    p.name
+                )),
+            }
+            if let (Some(tenants), Some(mapper)) = (&p.tenants, &p.claims_mapper)
+                && mapper.plugin == "builtin:oidc-claims-mapper"
+                && let Some(pinned) = setting_text(mapper, "tenant")
+                && !tenants.contains(&pinned)
+            {
+                warnings.push(format!(
+                    "provider {:?}: its claims-mapper pins tenant {pinned:?}, which its `tenants` {tenants:?} does \
+                     not allow: every principal of this provider will be refused",
+                    p.name
+                ));
+            }
+        }
+        for (tenant, providers) in asserted {
+            if providers.len() > 1 {
+                warnings.push(format!(
+                    "providers {} can all assert tenant {tenant:?}: each of their issuers can act for that tenant",
+                    providers.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        warnings
     }
 }
 
@@ -644,8 +850,50 @@ routes:
         std::fs::write(&path, "auth:\n  gateway_tokens:\n    keys_dir: keys\n    revoked_file: /abs/revoked\n")
             .expect("write");
         let g = Config::load(&path).expect("load").auth.gateway_tokens.expect("gateway tokens");
-        assert_eq!(g.keys_dir, Some(dir.path().join("keys")));
+        let canonical = std::fs::canonicalize(dir.path()).expect("canonical");
+        assert_eq!(g.keys_dir, Some(canonical.join("keys")));
         assert_eq!(g.revoked_file.as_deref(), Some(Path::new("/abs/revoked")));
+    }
+
+    #[test]
+    fn routes_shadowed_by_an_earlier_route_are_refused_naming_both() {
+        let yaml = |first: &str, second: &str| {
+            format!(
+                "routes:\n  - {{ name: a, match: {first}, upstream: \"http://127.0.0.1:1\" }}\n  - {{ name: b, match: {second}, upstream: \"http://127.0.0.1:2\" }}\n"
+            )
+        };
+        for (first, second) in [
+            ("{ path_prefix: /v1 }", "{ path_prefix: /v1 }"),
+            ("{ path_prefix: /v1 }", "{ path_prefix: /v1/x }"),
+            ("{ path_prefix: / }", "{ path_prefix: /v1 }"),
+            ("{ path_prefix: / }", "{ grpc_service: pkg.Svc }"),
+            ("{ path_prefix: /pkg.Svc }", "{ grpc_service: pkg.Svc }"),
+            ("{ grpc_service: pkg.Svc }", "{ grpc_service: pkg.Svc }"),
+        ] {
+            let err = Config::from_yaml(&yaml(first, second)).expect_err(&format!("{first} shadows {second}"));
+            assert!(err.to_string().contains(r#"route "b" can never match: route "a""#), "{err}");
+        }
+        for (first, second) in [
+            ("{ path_prefix: /v1/x }", "{ path_prefix: /v1 }"),
+            ("{ path_prefix: /v1 }", "{ path_prefix: /v10 }"),
+            ("{ grpc_service: pkg.Svc }", "{ path_prefix: / }"),
+            ("{ grpc_service: pkg.Svc }", "{ grpc_service: pkg.Svc2 }"),
+        ] {
+            assert!(Config::from_yaml(&yaml(first, second)).is_ok(), "{first} then {second}");
+        }
+    }
+
+    #[test]
+    fn a_zero_timeout_means_none_and_limits_have_defaults() {
+        let cfg = Config::from_yaml(
+            "routes:\n  - { name: a, match: { path_prefix: / }, upstream: \"http://127.0.0.1:1\", timeout_ms: 0 }\n",
+        )
+        .expect("timeout_ms: 0 is documented as none");
+        let r = &cfg.routes[0];
+        assert_eq!((r.timeout_ms, r.stream_idle_timeout_ms, r.max_request_body_bytes), (0, 300_000, 256 << 20));
+        assert_eq!(r.upstream_host, UpstreamHost::Upstream);
+        let zero = "routes:\n  - { name: a, match: { path_prefix: / }, upstream: \"http://127.0.0.1:1\", max_connections: 0 }\n";
+        assert!(Config::from_yaml(zero).is_err());
     }
 
     #[test]
@@ -658,5 +906,51 @@ auth:
       audiences: []
 "#;
         assert!(Config::from_yaml(yaml).is_err());
+    }
+
+    fn provider_yaml(name: &str, extra: &str) -> String {
+        format!("    - name: {name}\n      issuer: https://{name}.example/\n      audiences: [api]\n{extra}")
+    }
+
+    #[test]
+    fn provider_tenants_are_checked_and_unbounded_tenants_warned_about() {
+        let cfg = |providers: &[String]| Config::from_yaml(&format!("auth:\n  providers:\n{}", providers.concat()));
+        for bad in ["[]", "[\"\"]", "[a, a]", "[\"a,b\"]", "[\"a b\"]"] {
+            let p = provider_yaml("x", &format!("      tenants: {bad}\n"));
+            assert!(cfg(&[p]).is_err(), "tenants: {bad}");
+        }
+        let claim = "      claims_mapper: { plugin: builtin:oidc-claims-mapper, settings: { tenant-claim: tenant } }\n";
+        let pinned = |t: &str| {
+            format!("      claims_mapper: {{ plugin: builtin:oidc-claims-mapper, settings: {{ tenant: {t} }} }}\n")
+        };
+        let custom = "      claims_mapper: { plugin: mapper.wasm }\n";
+
+        // Bounded, distinct tenants, or no tenant at all: no warning.
+        let quiet = [
+            provider_yaml("acme", &format!("{claim}      tenants: [acme]\n")),
+            provider_yaml("globex", &pinned("globex")),
+            provider_yaml("plain", ""),
+            provider_yaml("corp", &format!("{custom}      tenants: [corp, corp-eu]\n")),
+        ];
+        assert_eq!(cfg(&quiet).expect("valid").startup_warnings(), Vec::<String>::new());
+
+        let w = cfg(&[provider_yaml("acme", claim)]).expect("valid").startup_warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains(r#"provider "acme" takes the tenant from claim "tenant" with no bound"#), "{w:?}");
+        let w = cfg(&[provider_yaml("corp", custom)]).expect("valid").startup_warnings();
+        assert!(w.len() == 1 && w[0].contains(r#"provider "corp" has no `tenants`"#), "{w:?}");
+
+        let overlap = [
+            provider_yaml("acme", &pinned("acme")),
+            provider_yaml("globex", &format!("{claim}      tenants: [globex, acme]\n")),
+        ];
+        let w = cfg(&overlap).expect("valid").startup_warnings();
+        let both =
+            r#"providers "acme", "globex" can all assert tenant "acme": each of their issuers can act for that tenant"#;
+        assert_eq!(w, vec![both]);
+
+        let refused = [provider_yaml("acme", &format!("{}      tenants: [globex]\n", pinned("acme")))];
+        let w = cfg(&refused).expect("valid").startup_warnings();
+        assert!(w.len() == 1 && w[0].contains("every principal of this provider will be refused"), "{w:?}");
     }
 }

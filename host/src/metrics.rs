@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -33,7 +34,27 @@ struct ShadowLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamFailureLabels {
+    route: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
 struct Metrics {
+    connections_open: Gauge,
+    connections_closed: Family<ReasonLabels, Counter>,
+    accept_errors: Family<KindLabels, Counter>,
+    upstream_failures: Family<UpstreamFailureLabels, Counter>,
     shadow: Family<ShadowLabels, Counter>,
     registry: Registry,
     policy_failures: Family<PolicyFailureLabels, Counter>,
@@ -68,7 +89,42 @@ fn metrics() -> &'static Metrics {
             "Shadow policy evaluations by role, active and shadow component, and result (agree, disagree, skipped)",
             shadow.clone(),
         );
-        Metrics { shadow, registry, policy_failures, decisions, pipeline_seconds, reloads }
+        let upstream_failures = Family::<UpstreamFailureLabels, Counter>::default();
+        registry.register(
+            "upstream_failures",
+            "Upstream requests that failed, by route and kind (connect, timeout, reset, protocol, too_large, exhausted)",
+            upstream_failures.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections of the main listener open now (evicted ones until they are closed)",
+            connections_open.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Client connections the gateway closed on its own, by reason (refused, evicted, tls_handshake_timeout, first_byte_timeout, header_timeout, idle_timeout)",
+            connections_closed.clone(),
+        );
+        let accept_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "accept_errors",
+            "Failed accepts on the main listener, by kind (fd_limit, other)",
+            accept_errors.clone(),
+        );
+        Metrics {
+            connections_open,
+            connections_closed,
+            accept_errors,
+            upstream_failures,
+            shadow,
+            registry,
+            policy_failures,
+            decisions,
+            pipeline_seconds,
+            reloads,
+        }
     })
 }
 
@@ -101,6 +157,37 @@ pub fn shadow(role: &str, active: &str, shadow: &str, result: &str) {
             result: result.to_owned(),
         })
         .inc();
+}
+
+/// Counts an upstream request that failed (`connect`, `timeout`, `reset`,
+/// `protocol`, `too_large`).
+pub fn upstream_failure(route: &str, kind: &str) {
+    metrics()
+        .upstream_failures
+        .get_or_create(&UpstreamFailureLabels { route: route.to_owned(), kind: kind.to_owned() })
+        .inc();
+}
+
+/// Counts a client connection admitted by the main listener.
+pub fn connection_started() {
+    metrics().connections_open.inc();
+}
+
+/// Counts a client connection of the main listener closed.
+pub fn connection_ended() {
+    metrics().connections_open.dec();
+}
+
+/// Counts a client connection the gateway closed on its own (`refused`,
+/// `evicted`, `tls_handshake_timeout`, `first_byte_timeout`,
+/// `header_timeout`, `idle_timeout`).
+pub fn connection_closed(reason: &str) {
+    metrics().connections_closed.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+}
+
+/// Counts a failed accept (`fd_limit`, `other`).
+pub fn accept_error(kind: &str) {
+    metrics().accept_errors.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
 }
 
 /// Records the pipeline's duration.

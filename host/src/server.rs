@@ -58,6 +58,10 @@ struct State {
     /// One candidate is built at a time.
     reload_lock: tokio::sync::Mutex<()>,
     strip: IdentityStripper,
+    /// Headers that rewrite a request after policy (`requests.strip_headers`).
+    strip_rewrites: headers::HeaderNames,
+    /// `X-Forwarded-*` from the connection, or from a trusted proxy.
+    forwarding: headers::Forwarding,
     sandbox_header: http::HeaderName,
     cookie_name: Option<String>,
     query_param: Option<String>,
@@ -66,6 +70,8 @@ struct State {
     drivers: crate::drivers::Drivers,
     /// `login:`, served at the well-known login path.
     login: Option<crate::config::LoginConfig>,
+    /// `server:`, the listener's HTTP/1.1 and HTTP/2 limits.
+    server: crate::config::ServerConfig,
 }
 
 /// A configured gateway, ready to serve.
@@ -80,10 +86,13 @@ impl Gateway {
     /// upstream clients. Must run inside a tokio runtime.
     pub async fn new(cfg: &Config) -> Result<Self, StartError> {
         cfg.validate()?;
+        cfg.startup_warnings().iter().for_each(|w| tracing::warn!("{w}"));
         let engine = PluginEngine::new(&cfg.plugins)?;
         let policy = PolicySet::build(&engine, cfg, 1, None).await?;
         let auth = Authenticator::new(&cfg.auth).map_err(|e| StartError::Auth(e.to_string()))?;
-        let routes = routes::RouteTable::new(&cfg.routes).map_err(StartError::Routes)?;
+        let routes = routes::RouteTable::new(&cfg.routes, &cfg.requests.paths).map_err(StartError::Routes)?;
+        let trusted =
+            crate::config::TrustedProxies::parse(&cfg.requests.trusted_proxies).map_err(StartError::Routes)?;
         let upstreams = routes.routes().iter().map(forward::Upstream::new).collect();
         let sandbox_header = http::HeaderName::try_from(cfg.auth.sandbox_secret_header.to_ascii_lowercase())
             .map_err(|_| StartError::Auth("auth.sandbox_secret_header is not a valid header name".into()))?;
@@ -100,6 +109,8 @@ impl Gateway {
                     ..ReloadStatus::default()
                 }),
                 strip: IdentityStripper::new(&cfg.identity_headers),
+                strip_rewrites: headers::HeaderNames::new(&cfg.requests.strip_headers),
+                forwarding: headers::Forwarding::new(trusted, cfg.tls.is_some()),
                 sandbox_header,
                 cookie_name: cfg.auth.cookie.clone(),
                 query_param: cfg.auth.query_parameter.clone(),
@@ -107,6 +118,7 @@ impl Gateway {
                 engine,
                 drivers: crate::drivers::Drivers::start(&cfg.drivers),
                 login: cfg.login.clone(),
+                server: cfg.server.clone(),
             }),
         })
     }
@@ -161,6 +173,20 @@ impl Gateway {
         self.state.reloads.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// Records the reason of a rejected reload for the admin surface:
+    /// `new_failure` for one [`Gateway::reload_policy`] never saw (a config
+    /// file that cannot be read or parsed), otherwise a fuller explanation
+    /// of the one it just recorded.
+    pub fn note_reload_error(&self, reason: &str, new_failure: bool) {
+        if let Ok(mut status) = self.state.reloads.lock() {
+            status.last_error = Some(reason.to_owned());
+            if new_failure {
+                status.last_error_at_unix = Some(unix_now());
+                status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+            }
+        }
+    }
+
     /// The axum router: health endpoints and the login settings
     /// (unauthenticated), then every other path through the pipeline.
     pub fn router(&self) -> Router {
@@ -192,7 +218,7 @@ impl Gateway {
     /// Serves on `listener` until `shutdown` resolves, then drains
     /// connections.
     pub async fn serve(&self, listener: Listener, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
-        listener.serve(self.router(), shutdown).await
+        listener.serve(self.router(), &self.state.server, shutdown).await
     }
 }
 

@@ -1,11 +1,18 @@
 //! End-to-end tests: the real wasmgate binary, a real OIDC issuer over HTTP,
 //! the real sample driver on a Unix socket, real HTTP and gRPC clients.
 
+mod connections;
 mod credentials;
+mod first_hour;
+mod framing;
 mod gateway_tokens;
+mod h2_abuse;
 mod login;
+mod nginx;
 mod policy;
 mod support;
+mod tenants;
+mod upstreams;
 
 use std::time::{Duration, Instant};
 

@@ -168,3 +168,51 @@ pub fn with_bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// Like [`start`], but the gateway runs from its own working directory (the
+/// returned [`Env::dir`]) and gets `config` as written, e.g. a relative
+/// `gateway.yaml`: the config text (the demo config changed by `edit`) is
+/// written to `dir/config` unless `prepare` (called first, with `dir` and
+/// the text) already put something there.
+pub async fn start_in_dir(config: &str, edit: impl FnOnce(String) -> String, prepare: impl FnOnce(&Path, &str)) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("driver.sock");
+    let listener = sandbox_driver::bind(&socket).expect("bind driver socket");
+    tokio::spawn(async move {
+        let _ = sandbox_driver::serve(listener, std::future::pending()).await;
+    });
+    let issuer = DevIssuer::start().await.expect("dev issuer");
+    let addr = free_port();
+    let yaml = edit(wasmgate::demo::demo_config(addr, issuer.issuer(), &socket, SECRET));
+    prepare(dir.path(), &yaml);
+    let cfg_path = dir.path().join(config);
+    if cfg_path.symlink_metadata().is_err() {
+        std::fs::write(&cfg_path, &yaml).expect("write config");
+    }
+    let log = dir.path().join("wasmgate.log");
+    let child = Command::new(bin())
+        .args(["serve", "--config", config])
+        .current_dir(dir.path())
+        .env("WASMGATE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start wasmgate");
+    let base = format!("http://{addr}");
+    let mut env = Env { _dir: dir, issuer, addr, client: reqwest::Client::new(), base, child, log };
+    env.wait_ready().await;
+    env
+}
+
+impl Env {
+    /// The folder holding the config, the log and the driver socket (the
+    /// gateway's working directory for [`start_in_dir`]).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// The gateway process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}

@@ -1,19 +1,37 @@
 //! The main listener: one TCP socket serving HTTP/1.1 and HTTP/2 (h2c with
 //! prior knowledge on cleartext, ALPN on TLS), with graceful shutdown.
+//!
+//! Limits come from `server:` ([`ServerConfig`]). HTTP/1.1 framing is
+//! checked on the raw bytes ([`framing`]) and a connection that carried a
+//! malformed head gets 400/431 and is closed before anything is routed;
+//! HTTP/2 abuse (rapid reset, CONTINUATION floods, malformed header blocks)
+//! is bounded by h2's limits, set from `server.http2`. How many connections
+//! may be open and how long one may stay silent, mid-head or idle is
+//! [`connections`]' business; at start the soft open-file limit is raised to
+//! the hard one.
+
+mod connections;
+mod framing;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+use crate::config::{Http1Config, ServerConfig};
+use connections::{Admission, CLOSING_PACE, Connections, Reason, Slot, Timeouts, Tracked};
+use framing::{Inspected, Verdict};
 
 /// PEM certificate chain and private key.
 #[derive(Debug, Clone)]
@@ -40,8 +58,7 @@ impl Listener {
     /// Binds `addr`, with TLS when `tls` is given.
     pub async fn bind(addr: SocketAddr, tls: Option<&TlsFiles>) -> Result<Self, super::StartError> {
         let tls = tls.map(acceptor).transpose()?;
-        let tcp =
-            TcpListener::bind(addr).await.map_err(|e| super::StartError::Listen(format!("cannot bind {addr}: {e}")))?;
+        let tcp = listen(addr).map_err(|e| super::StartError::Listen(format!("cannot bind {addr}: {e}")))?;
         Ok(Self { tcp, tls })
     }
 
@@ -55,74 +72,404 @@ impl Listener {
         self.tls.is_some()
     }
 
-    pub(super) async fn serve(self, router: Router, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).max_buf_size(64 * 1024);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(1024)
-            .max_header_list_size(64 * 1024)
-            .keep_alive_interval(Some(Duration::from_secs(30)));
-        let builder = Arc::new(builder);
-        let graceful = GracefulShutdown::new();
+    pub(super) async fn serve(
+        self,
+        router: Router,
+        limits: &ServerConfig,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let fd_limit = raise_fd_limit();
+        let max = connection_limit(limits.max_connections, fd_limit);
+        let timeouts = Timeouts::new(
+            limits.first_byte_timeout(),
+            limits.http1.header_read_timeout(),
+            limits.http1.idle_timeout(),
+            limits.http2.idle_timeout(),
+        );
+        let connections = Connections::new(max, timeouts);
+        let ctx = Arc::new(ConnContext { builder: builder(limits), router, http1: limits.http1.clone(), timeouts });
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let mut accept_failures = Throttled::new(LOG_EVERY);
+        let mut refusals = Throttled::new(LOG_EVERY);
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        backoff = ACCEPT_BACKOFF_MIN;
+                        a
+                    }
+                    Err(e) if is_per_connection(&e) => continue,
                     Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Out of file descriptors and the like: the pending
+                        // connection stays queued and accept fails again at
+                        // once, so back off (never a hot loop), make room if
+                        // a connection is idle, and log at most every 5 s.
+                        let fd_limit = is_fd_limit(&e);
+                        crate::metrics::accept_error(if fd_limit { "fd_limit" } else { "other" });
+                        if let Some(suppressed) = accept_failures.ready() {
+                            tracing::warn!(error = %e, suppressed, open = connections.live(), "accept failed; backing off");
+                        }
+                        if fd_limit && connections.evict_one() {
+                            crate::metrics::connection_closed("evicted");
+                        }
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = &mut shutdown => break,
+                        }
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                         continue;
                     }
                 },
                 () = &mut shutdown => break,
             };
+            let slot = match connections.admit() {
+                Admission::Admitted(slot) => slot,
+                Admission::Evicted(slot) => {
+                    crate::metrics::connection_closed("evicted");
+                    // Accept no faster than evicted connections close, so
+                    // descriptors stay near the limit.
+                    let paced = connections.closing_below(CLOSING_PACE);
+                    let _ = tokio::time::timeout(PACE_WAIT, paced).await;
+                    slot
+                }
+                Admission::Refused => {
+                    // Accept and close at once: the client learns now, not
+                    // after a queue timeout.
+                    crate::metrics::connection_closed("refused");
+                    if let Some(suppressed) = refusals.ready() {
+                        tracing::warn!(
+                            %peer,
+                            max_connections = connections.max(),
+                            suppressed,
+                            "connection limit reached and every connection busy; refusing new connections"
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
-            let router = router.clone();
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                router.clone().oneshot(req)
-            });
-            let builder = builder.clone();
+            let ctx = ctx.clone();
+            let stopping = stopping.clone();
             match &self.tls {
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                    });
+                    tokio::spawn(async move { ctx.serve(stream, peer, slot, stopping).await });
                 }
                 Some(acceptor) => {
                     let acceptor = acceptor.clone();
-                    let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
+                        let activity = slot.activity().clone();
+                        let mut stopped = stopping.clone();
+                        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                        let tls = tokio::select! {
+                            r = handshake => match r {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    crate::metrics::connection_closed("tls_handshake_timeout");
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            },
+                            () = activity.evicted() => return,
+                            _ = stopped.changed() => return,
                         };
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
+                        activity.start_http();
+                        ctx.serve(tls, peer, slot, stopping).await;
                     });
                 }
             }
         }
         drop(self.tcp);
-        if tokio::time::timeout(Duration::from_secs(25), graceful.shutdown()).await.is_err() {
+        let _ = stop.send(true);
+        if tokio::time::timeout(DRAIN_TIMEOUT, connections.drained()).await.is_err() {
             tracing::warn!("connections still open after 25 s of draining; closing them");
         }
         Ok(())
     }
+}
+
+/// How long the accept loop waits at most for evicted connections to close.
+const PACE_WAIT: Duration = Duration::from_millis(100);
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an HTTP/2 connection closed for idleness may take to finish
+/// after its GOAWAY.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long connections may drain at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+/// Accept backoff on errors, doubling from the first to the second.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A repeated warning is logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// What every connection of a listener shares.
+struct ConnContext {
+    builder: auto::Builder<TokioExecutor>,
+    router: Router,
+    http1: Http1Config,
+    timeouts: Timeouts,
+}
+
+impl ConnContext {
+    /// Serves one connection until it ends, times out, is evicted, or the
+    /// listener shuts down (then gracefully).
+    async fn serve<S>(&self, io: S, peer: SocketAddr, slot: Slot, mut stopping: tokio::sync::watch::Receiver<bool>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = slot.activity().clone();
+        let verdict = Arc::new(Verdict::default());
+        let service = {
+            let (verdict, activity, router) = (verdict.clone(), activity.clone(), self.router.clone());
+            hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                let in_flight = activity.begin();
+                let refused = refusal(&req, &verdict, peer);
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                let router = router.clone();
+                async move {
+                    let response = match refused {
+                        Some(response) => response,
+                        None => match router.oneshot(req).await {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        },
+                    };
+                    Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+                }
+            })
+        };
+        let io = TokioIo::new(Inspected::new(io, &self.http1, verdict).with_activity(activity.clone()));
+        let conn = self.builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(conn);
+        let mut grace_until = None;
+        let mut shutting_down = false;
+        loop {
+            if shutting_down && grace_until.is_none() && activity.is_idle() {
+                // After GOAWAY, an HTTP/2 client that never acknowledges
+                // would hold the drain: bounded like an idle close.
+                grace_until = Some(Instant::now() + CLOSE_GRACE);
+            }
+            let wake = match grace_until {
+                Some(until) => until,
+                None => activity.next(&self.timeouts).0,
+            };
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = activity.poked() => {
+                    if activity.is_evicted() {
+                        tracing::debug!(%peer, "closed an idle connection to make room for a new one");
+                        return;
+                    }
+                }
+                _ = stopping.changed(), if !shutting_down => {
+                    // Shutting down: an HTTP/1.1 connection (or one not yet
+                    // known) without a request in flight has nothing to
+                    // finish, a slow head included; the rest finish theirs.
+                    if activity.is_idle() && !activity.is_http2() {
+                        return;
+                    }
+                    shutting_down = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = tokio::time::sleep_until(wake.into()) => {
+                    if grace_until.is_some() {
+                        return;
+                    }
+                    // The state may have changed since the deadline was armed.
+                    let (due, reason) = activity.next(&self.timeouts);
+                    let Some(reason) = reason.filter(|_| due <= Instant::now()) else { continue };
+                    crate::metrics::connection_closed(reason.label());
+                    tracing::debug!(%peer, reason = reason.label(), "closing the connection");
+                    if reason == Reason::Idle && activity.is_http2() {
+                        // GOAWAY first, so the client knows no stream was lost.
+                        conn.as_mut().graceful_shutdown();
+                        grace_until = Some(Instant::now() + CLOSE_GRACE);
+                    } else {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A listening socket with a deep accept queue (the kernel caps it at
+/// `net.core.somaxconn`), so a burst of connections waits there instead of
+/// being dropped and retried by its clients a second later.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// The accept queue's length.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// hyper's connection builder with the configured limits.
+fn builder(limits: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let (h1, h2) = (&limits.http1, &limits.http2);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // The listener times heads and idle keep-alives itself (from the
+        // connection's start, protocol detection included); hyper's own
+        // timer, which starts when hyper begins a head, is only a backstop
+        // that never fires first.
+        .header_read_timeout(h1.header_read_timeout() + h1.idle_timeout() + Duration::from_secs(1))
+        // hyper answers 431 once this much is buffered without a complete head.
+        .max_buf_size(h1.max_request_head_bytes)
+        .max_headers(h1.max_headers)
+        .ignore_invalid_headers(false);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(h2.max_local_error_reset_streams)
+        .max_header_list_size(h2.max_header_list_size)
+        .keep_alive_interval(Some(h2.keep_alive_interval()))
+        .keep_alive_timeout(h2.keep_alive_timeout());
+    builder
+}
+
+/// Raises the soft open-file limit to the hard one and says what it got;
+/// the limit in effect, if known.
+fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    // An unlimited hard limit is not a value setrlimit takes for files.
+    let target = maximum.unwrap_or(1 << 20);
+    match current {
+        Some(soft) if soft < target => match setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum }) {
+            Ok(()) => {
+                tracing::info!(
+                    from = soft,
+                    to = target,
+                    "raised the open-file limit (RLIMIT_NOFILE) to its hard limit"
+                );
+                Some(target)
+            }
+            Err(e) => {
+                tracing::warn!(limit = soft, hard = target, error = %e, "cannot raise the open-file limit (RLIMIT_NOFILE)");
+                Some(soft)
+            }
+        },
+        Some(soft) => {
+            tracing::info!(limit = soft, "open-file limit (RLIMIT_NOFILE) already at its hard limit");
+            Some(soft)
+        }
+        None => {
+            tracing::info!("open-file limit (RLIMIT_NOFILE) is unlimited");
+            None
+        }
+    }
+}
+
+/// `server.max_connections`, lowered to half the open-file limit: each
+/// proxied HTTP/1.1 request may hold a second descriptor upstream.
+fn connection_limit(configured: usize, fd_limit: Option<u64>) -> usize {
+    let Some(half) = fd_limit.map(|l| usize::try_from(l / 2).unwrap_or(usize::MAX)) else { return configured };
+    if configured > half {
+        tracing::warn!(
+            max_connections = configured,
+            fd_limit = half * 2,
+            "server.max_connections is more than half the open-file limit; using {} instead",
+            half.max(1)
+        );
+        half.max(1)
+    } else {
+        configured
+    }
+}
+
+/// An accept error about one pending connection (it is gone): try again at
+/// once.
+fn is_per_connection(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::Interrupted
+    )
+}
+
+/// Out of file descriptors, the process's or the system's.
+fn is_fd_limit(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(Errno::from_io_error(e), Some(Errno::MFILE | Errno::NFILE))
+}
+
+/// A warning logged at most once per period, with how many were left out.
+#[derive(Debug)]
+struct Throttled {
+    every: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttled {
+    fn new(every: Duration) -> Self {
+        Self { every, last: None, suppressed: 0 }
+    }
+
+    /// `Some(left out since the last one)` when it is time to log.
+    fn ready(&mut self) -> Option<u64> {
+        self.ready_at(Instant::now())
+    }
+
+    fn ready_at(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|last| now.duration_since(last) < self.every) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// The answer to a request refused before routing: an HTTP/1.x request on a
+/// connection whose bytes broke the framing rules (see [`framing`]), or an
+/// HTTP/2 request without `:path` (h2 lets one through when `:authority` is
+/// absent too).
+fn refusal(req: &Request<Incoming>, verdict: &Verdict, peer: SocketAddr) -> Option<Response<Body>> {
+    if req.version() == Version::HTTP_2 {
+        if req.uri().path_and_query().is_none() && req.method() != Method::CONNECT {
+            tracing::info!(%peer, "refused an HTTP/2 request without :path");
+            return Some(refuse(StatusCode::BAD_REQUEST, false));
+        }
+        return None;
+    }
+    let violation = verdict.get()?;
+    tracing::info!(%peer, reason = violation.reason(), "refused a malformed HTTP/1.1 request; closing the connection");
+    Some(refuse(violation.status(), true))
+}
+
+fn refuse(status: StatusCode, close: bool) -> Response<Body> {
+    let text = if status == StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE {
+        "request header fields too large\n"
+    } else {
+        "bad request\n"
+    };
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    if close {
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, super::StartError> {
@@ -147,4 +494,33 @@ fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, super::StartError> {
         .map_err(|e| err(format!("certificate and key do not fit: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_limit_is_at_most_half_the_open_file_limit() {
+        assert_eq!(connection_limit(10_000, Some(1_048_576)), 10_000);
+        assert_eq!(connection_limit(10_000, Some(256)), 128);
+        assert_eq!(connection_limit(10_000, Some(1)), 1);
+        assert_eq!(connection_limit(10_000, None), 10_000, "unlimited");
+    }
+
+    #[test]
+    fn accept_errors_are_classified_and_their_warning_throttled() {
+        let emfile = std::io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error());
+        let enfile = std::io::Error::from_raw_os_error(rustix::io::Errno::NFILE.raw_os_error());
+        assert!(is_fd_limit(&emfile) && is_fd_limit(&enfile));
+        assert!(!is_per_connection(&emfile));
+        let aborted = std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
+        assert!(is_per_connection(&aborted) && !is_fd_limit(&aborted));
+        let mut log = Throttled::new(Duration::from_secs(5));
+        let t = Instant::now();
+        assert_eq!(log.ready_at(t), Some(0), "the first one is logged");
+        assert_eq!((log.ready_at(t), log.ready_at(t + Duration::from_secs(4))), (None, None));
+        assert_eq!(log.ready_at(t + Duration::from_secs(5)), Some(2), "the next says how many were left out");
+        assert_eq!(log.ready_at(t + Duration::from_secs(6)), None);
+    }
 }
