@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Hostile clients against the real binary on loopback, one attack at a time,
-# each bounded in time (about 2 minutes in all):
+# each bounded in time (about 1.5 minutes in all):
 #   (1) slowloris: connections that send a request head a byte at a time,
 #       for longer than server.http1.header_read_timeout_seconds (30 s);
 #   (2) silent sockets: 3x server.max_connections connections that send
