@@ -301,15 +301,25 @@ async fn a_grpc_upstream_that_dies_mid_stream_is_unavailable_not_internal() {
 
 /// An h2 upstream allowing 10 streams per connection: `Hold` answers its
 /// head and keeps the stream open, `Quick` answers at once.
-async fn limited_upstream() -> (u16, Arc<AtomicUsize>) {
+async fn limited_upstream() -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
+    let open = Arc::new(AtomicUsize::new(0));
+    let (count, live) = (accepted.clone(), open.clone());
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
+            live.fetch_add(1, Ordering::SeqCst);
+            let live = live.clone();
             tokio::spawn(async move {
+                struct Closed(Arc<AtomicUsize>);
+                impl Drop for Closed {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+                let _closed = Closed(live);
                 let Ok(mut conn) = h2::server::Builder::new().max_concurrent_streams(10).handshake(s).await else {
                     return;
                 };
@@ -332,7 +342,7 @@ async fn limited_upstream() -> (u16, Arc<AtomicUsize>) {
             });
         }
     });
-    (port, accepted)
+    (port, accepted, open)
 }
 
 async fn h2_client(addr: std::net::SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
@@ -363,7 +373,7 @@ async fn grpc_call(send: &h2::client::SendRequest<bytes::Bytes>, method: &str) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_past_the_upstream_limit_open_more_connections_and_never_stall_others() {
-    let (port, accepted) = limited_upstream().await;
+    let (port, accepted, open) = limited_upstream().await;
     let env = support::start(move |y| {
         let y = y.replacen(
             "        - { match: \"/v1/healthz\", class: unauthenticated }\n",
@@ -417,6 +427,15 @@ async fn streams_past_the_upstream_limit_open_more_connections_and_never_stall_o
     for w in waiting {
         w.abort();
     }
+    // Once the streams end, the connections the burst opened close; one
+    // idle connection is kept.
+    drop(held);
+    drop(attacker);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open.load(Ordering::SeqCst) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open.load(Ordering::SeqCst), 1, "idle upstream connections beyond one are closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -85,7 +85,9 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.conn.streams.fetch_sub(1, Ordering::AcqRel);
+        if self.conn.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.pool.trim();
+        }
         self.pool.freed.notify_waiters();
     }
 }
@@ -101,6 +103,22 @@ impl H2Pool {
             max_connections: max_connections.max(1),
             max_pending,
         })
+    }
+
+    /// Keeps at most one idle connection: the others a burst opened are
+    /// dropped from the pool, and close once their last stream is gone.
+    fn trim(&self) {
+        let Ok(mut conns) = self.conns.lock() else { return };
+        let mut idle_kept = false;
+        conns.open.retain(|c| {
+            if c.dead.load(Ordering::Acquire) {
+                return false;
+            }
+            if c.streams.load(Ordering::Acquire) > 0 {
+                return true;
+            }
+            !std::mem::replace(&mut idle_kept, true)
+        });
     }
 
     async fn slot(self: &Arc<Self>) -> Result<Slot, PoolError> {
