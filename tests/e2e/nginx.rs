@@ -347,22 +347,7 @@ async fn targets_and_hosts_that_could_be_read_two_ways_are_refused() {
 /// Sends one gRPC-framed unary request over h2c with a hand-picked path (no
 /// client library normalizes it) and returns the response's grpc-status.
 async fn grpc_status_for(addr: std::net::SocketAddr, path: &str) -> String {
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    let (send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut send = send.ready().await.expect("ready");
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://gw.test{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .expect("request");
-    let (resp, mut body) = send.send_request(req, false).expect("send");
-    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true).expect("body");
-    let resp = resp.await.expect("response");
+    let resp = support::grpc_unary(&support::h2c(addr).await, path).await;
     if let Some(s) = resp.headers().get("grpc-status") {
         return s.to_str().expect("ascii").to_owned();
     }

@@ -216,3 +216,32 @@ impl Env {
         self.child.id()
     }
 }
+
+/// An h2c client connection to `addr`, driven in the background; requests
+/// built by hand reach the gateway exactly as written.
+pub async fn h2c(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (send, conn) =
+        h2::client::Builder::new().initial_max_send_streams(1000).handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// Starts a gRPC call with an empty message on `path` (not normalized by
+/// any client library) and returns its response head, or the
+/// trailers-only rejection, once it arrives.
+pub async fn grpc_unary(send: &h2::client::SendRequest<bytes::Bytes>, path: &str) -> http::Response<h2::RecvStream> {
+    let mut send = send.clone().ready().await.expect("ready");
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://gw.test{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("request");
+    let (resp, mut body) = send.send_request(req, false).expect("send");
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true).expect("body");
+    resp.await.expect("response head")
+}

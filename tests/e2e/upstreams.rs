@@ -345,30 +345,8 @@ async fn limited_upstream() -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     (port, accepted, open)
 }
 
-async fn h2_client(addr: std::net::SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    let (send, conn) =
-        h2::client::Builder::new().initial_max_send_streams(1000).handshake(tcp).await.expect("h2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
-}
-
-/// Starts a gRPC call and returns its response head (or the trailers-only
-/// rejection) once it arrives.
 async fn grpc_call(send: &h2::client::SendRequest<bytes::Bytes>, method: &str) -> http::Response<h2::RecvStream> {
-    let mut send = send.clone().ready().await.expect("ready");
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://gw.test/limited.v1.Svc/{method}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .expect("request");
-    let (resp, mut body) = send.send_request(req, false).expect("send");
-    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true).expect("body");
-    resp.await.expect("response head")
+    support::grpc_unary(send, &format!("/limited.v1.Svc/{method}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,7 +364,7 @@ async fn streams_past_the_upstream_limit_open_more_connections_and_never_stall_o
     })
     .await;
     // 50 long streams from one client: five full upstream connections.
-    let attacker = h2_client(env.addr).await;
+    let attacker = support::h2c(env.addr).await;
     let mut held = Vec::new();
     for _ in 0..50 {
         let resp = tokio::time::timeout(Duration::from_secs(5), grpc_call(&attacker, "Hold"))
@@ -399,7 +377,7 @@ async fn streams_past_the_upstream_limit_open_more_connections_and_never_stall_o
     assert_eq!(accepted.load(Ordering::SeqCst), 5, "10 streams per upstream connection");
 
     // Another client's unary call completes meanwhile, at once.
-    let other = h2_client(env.addr).await;
+    let other = support::h2c(env.addr).await;
     let started = Instant::now();
     let quick = tokio::time::timeout(Duration::from_secs(2), grpc_call(&other, "Quick")).await.expect("not stalled");
     let mut body = quick.into_body();
