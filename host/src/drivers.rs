@@ -22,7 +22,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::config::{DriverConfig, DriversConfig, RetryConfig};
-use crate::credentials::CredentialResolver;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -378,11 +377,13 @@ fn caused_by<E: std::error::Error + 'static>(status: &tonic::Status) -> bool {
     false
 }
 
-/// Every configured driver, started.
+/// Every configured driver, started. Drivers only connect and watch
+/// health; what speaks a driver's protocol (the credential resolver, the
+/// forwarder) is built by whoever starts the gateway.
 #[derive(Debug, Default)]
 pub struct Drivers {
     drivers: Vec<Driver>,
-    credentials: Option<CredentialResolver>,
+    credentials: Option<Driver>,
 }
 
 impl Drivers {
@@ -393,14 +394,14 @@ impl Drivers {
         let credentials = cfg.credentials.as_ref().map(|d| {
             let driver = Driver::start("credentials", d);
             drivers.push(driver.clone());
-            CredentialResolver::new(driver, &cfg.credential_cache)
+            driver
         });
         drivers.extend(cfg.upstreams.iter().map(|(name, d)| Driver::start(name.clone(), d)));
         Self { drivers, credentials }
     }
 
-    /// The credential resolver, when a credentials driver is configured.
-    pub fn credentials(&self) -> Option<&CredentialResolver> {
+    /// The credentials driver, when one is configured.
+    pub fn credentials(&self) -> Option<&Driver> {
         self.credentials.as_ref()
     }
 

@@ -1,6 +1,7 @@
 //! Serving: the listener (HTTP/1.1 and HTTP/2, cleartext or TLS), health
 //! endpoints, the request pipeline and forwarding.
 
+mod call;
 mod forward;
 mod headers;
 mod listener;
@@ -19,7 +20,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use http::StatusCode;
 
-pub use headers::IdentityStripper;
+pub use headers::IdentityHeaders;
 pub use listener::{Listener, TlsFiles};
 pub use reject::Rejection;
 
@@ -57,7 +58,8 @@ struct State {
     reloads: std::sync::Mutex<ReloadStatus>,
     /// One candidate is built at a time.
     reload_lock: tokio::sync::Mutex<()>,
-    strip: IdentityStripper,
+    /// The gateway's identity headers: stripped from clients, set for upstreams.
+    identity: IdentityHeaders,
     /// Headers that rewrite a request after policy (`requests.strip_headers`).
     strip_rewrites: headers::HeaderNames,
     /// `X-Forwarded-*` from the connection, or from a trusted proxy.
@@ -68,6 +70,8 @@ struct State {
     caches: pipeline::Caches,
     engine: PluginEngine,
     drivers: crate::drivers::Drivers,
+    /// Upstream credentials, when a credentials driver is configured.
+    credentials: Option<crate::credentials::CredentialResolver>,
     /// `login:`, served at the well-known login path.
     login: Option<crate::config::LoginConfig>,
     /// `server:`, the listener's HTTP/1.1 and HTTP/2 limits.
@@ -94,6 +98,10 @@ impl Gateway {
         let trusted =
             crate::config::TrustedProxies::parse(&cfg.requests.trusted_proxies).map_err(StartError::Routes)?;
         let upstreams = routes.routes().iter().map(forward::Upstream::new).collect();
+        let drivers = crate::drivers::Drivers::start(&cfg.drivers);
+        let credentials = drivers
+            .credentials()
+            .map(|d| crate::credentials::CredentialResolver::new(d.clone(), &cfg.drivers.credential_cache));
         let sandbox_header = http::HeaderName::try_from(cfg.auth.sandbox_secret_header.to_ascii_lowercase())
             .map_err(|_| StartError::Auth("auth.sandbox_secret_header is not a valid header name".into()))?;
         Ok(Self {
@@ -108,7 +116,7 @@ impl Gateway {
                     loaded_at_unix: unix_now(),
                     ..ReloadStatus::default()
                 }),
-                strip: IdentityStripper::new(&cfg.identity_headers),
+                identity: IdentityHeaders::new(&cfg.identity_headers),
                 strip_rewrites: headers::HeaderNames::new(&cfg.requests.strip_headers),
                 forwarding: headers::Forwarding::new(trusted, cfg.tls.is_some()),
                 sandbox_header,
@@ -116,7 +124,8 @@ impl Gateway {
                 query_param: cfg.auth.query_parameter.clone(),
                 caches: pipeline::Caches::new(),
                 engine,
-                drivers: crate::drivers::Drivers::start(&cfg.drivers),
+                drivers,
+                credentials,
                 login: cfg.login.clone(),
                 server: cfg.server.clone(),
             }),

@@ -142,6 +142,42 @@ async fn malformed_upstream_responses_are_502_with_their_cause() {
     assert_eq!(r.status(), 200);
 }
 
+/// The decision records of `path` so far.
+fn decisions(env: &Env, path: &str) -> Vec<String> {
+    let needle = format!("path=\"{path}\"");
+    env.logs().lines().filter(|l| l.contains("wasmgate::decision") && l.contains(&needle)).map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_has_one_decision_record_written_after_the_upstream_answered() {
+    let up = Scripted::start().await;
+    let env = gateway(&up, "    timeout_ms: 3000\n").await;
+    let c = reqwest::Client::new();
+    for (path, status, want) in [
+        ("/up/fine", 200, vec!["outcome=\"allow\"", "status=200", "upstream_status=200"]),
+        (
+            "/up/garbage",
+            502,
+            vec!["outcome=\"allow\"", "status=502", "upstream_failure=\"protocol\"", "reason=\"upstream protocol: "],
+        ),
+        ("/up/hang", 504, vec!["outcome=\"allow\"", "status=504", "upstream_failure=\"timeout\""]),
+        ("/nowhere", 404, vec!["outcome=\"no_route\"", "status=404"]),
+    ] {
+        let r = c.get(env.url(path)).send().await.expect("send");
+        assert_eq!(r.status(), status, "{path}");
+        // Written when the response head is known: before the client has it.
+        let records = decisions(&env, path);
+        assert_eq!(records.len(), 1, "{path}: one record per call:\n{}", env.logs());
+        for w in want {
+            assert!(records[0].contains(w), "{path}: `{w}` missing from\n{}", records[0]);
+        }
+        assert!(records[0].contains("phases=\"sanitize="), "{path}: phase timings\n{}", records[0]);
+        if status != 200 {
+            assert!(!records[0].contains("upstream_status="), "{path}: no upstream status without a response");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_is_down_is_503_at_once() {
     // Port 1: nothing listens there, and no test can bind it (a free port

@@ -60,6 +60,17 @@ enum Transport {
     H2(Arc<h2pool::H2Pool>),
 }
 
+/// Why an upstream request has no response to relay.
+#[derive(Debug)]
+pub struct SendError {
+    /// What the client gets.
+    pub rejection: Rejection,
+    /// The upstream's failure, when it was the upstream's.
+    pub failure: Option<Failure>,
+    /// For the decision record.
+    pub reason: String,
+}
+
 /// What went wrong with an upstream request: the `kind` label of the
 /// upstream failure metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +236,7 @@ impl Upstream {
         client_authority: Option<&str>,
         grpc: bool,
         upgrade: Option<(hyper::upgrade::OnUpgrade, HeaderValue)>,
-    ) -> Result<Response<Body>, Rejection> {
+    ) -> Result<Response<Body>, SendError> {
         // HTTP/1.1 upstreams: a connection per request in flight, capped;
         // a bounded number wait for one; past both, 503 at once.
         let connection = match (&self.connections, &self.pending) {
@@ -258,7 +269,11 @@ impl Upstream {
         uri.scheme = Some(Scheme::HTTP);
         uri.authority = Some(authority.clone());
         uri.path_and_query = Some(path_and_query);
-        parts.uri = Uri::from_parts(uri).map_err(|_| Rejection::BadRequest)?;
+        parts.uri = Uri::from_parts(uri).map_err(|_| SendError {
+            rejection: Rejection::BadRequest,
+            failure: None,
+            reason: "the upstream target is not a valid URI".into(),
+        })?;
         parts.version = self.version;
         strip_hop_by_hop(&mut parts.headers);
         let (client_upgrade, protocol) = upgrade.unzip();
@@ -302,7 +317,11 @@ impl Upstream {
             Ok(Ok(resp)) => resp,
             Ok(Err(_)) if too_large.load(Ordering::Relaxed) => {
                 tracing::info!(route = %self.route, limit = self.max_body, "request body over the route's limit");
-                return Err(Rejection::PayloadTooLarge);
+                return Err(SendError {
+                    rejection: Rejection::PayloadTooLarge,
+                    failure: None,
+                    reason: "request body over the route's max_request_body_bytes".into(),
+                });
             }
             Ok(Err((failure, e))) => return Err(self.failed(failure, &e)),
             Err(()) => return Err(self.failed(Failure::Timeout, &"no response head within timeout_ms")),
@@ -335,10 +354,14 @@ impl Upstream {
         Body::new(body::ResponseBody::new(body, self.idle, grpc, self.route.clone(), permit))
     }
 
-    fn failed(&self, failure: Failure, error: &dyn std::fmt::Display) -> Rejection {
+    fn failed(&self, failure: Failure, error: &dyn std::fmt::Display) -> SendError {
         crate::metrics::upstream_failure(&self.route, failure.as_str());
         tracing::warn!(route = %self.route, kind = failure.as_str(), error = %error, "upstream request failed");
-        failure.rejection()
+        SendError {
+            rejection: failure.rejection(),
+            failure: Some(failure),
+            reason: format!("upstream {}: {error}", failure.as_str()),
+        }
     }
 }
 

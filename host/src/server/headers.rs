@@ -14,14 +14,16 @@ fn fold(name: &str) -> String {
     name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect()
 }
 
-/// Removes client-sent identity headers.
+/// The gateway's identity headers (`<prefix>subject`, ...): every
+/// client-sent one is stripped, and the gateway sets its own for the
+/// upstream once the call is authorized.
 #[derive(Debug, Clone)]
-pub struct IdentityStripper {
+pub struct IdentityHeaders {
     prefix: String,
     exact: Vec<String>,
 }
 
-impl IdentityStripper {
+impl IdentityHeaders {
     /// From the config.
     pub fn new(cfg: &IdentityHeadersConfig) -> Self {
         Self { prefix: fold(&cfg.prefix), exact: cfg.also_strip.iter().map(|s| fold(s)).collect() }
@@ -247,8 +249,8 @@ pub fn remove_query_param(query: &str, name: &str) -> String {
 mod tests {
     use super::*;
 
-    fn stripper() -> IdentityStripper {
-        IdentityStripper::new(&IdentityHeadersConfig::default())
+    fn stripper() -> IdentityHeaders {
+        IdentityHeaders::new(&IdentityHeadersConfig::default())
     }
 
     #[test]

@@ -1,0 +1,193 @@
+//! The context of one call as it flows through the pipeline's phases, the
+//! typed rejection a phase ends it with, and the one decision record
+//! written when the response head is known.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use super::forward::Failure;
+use super::reject::Rejection;
+use crate::identity::{AuthClass, Authentication, CallInfo, Classification};
+use crate::metrics;
+
+/// The phases of a call, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// One authority and a well-formed target; no client-claimed identity.
+    Sanitize,
+    /// The route and the canonical path.
+    Route,
+    /// The method's class and required scopes.
+    Classify,
+    /// The presented credential, verified.
+    Authenticate,
+    /// Claims mapped to a principal.
+    Map,
+    /// The authorizer's decision.
+    Authorize,
+    /// Upstream credentials selected and resolved.
+    Credentials,
+    /// Sent upstream, until the response head.
+    Forward,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sanitize => "sanitize",
+            Self::Route => "route",
+            Self::Classify => "classify",
+            Self::Authenticate => "authenticate",
+            Self::Map => "map",
+            Self::Authorize => "authorize",
+            Self::Credentials => "credentials",
+            Self::Forward => "forward",
+        }
+    }
+}
+
+/// Why a phase ended the call: the rejection the client gets, and the
+/// reason only the log gets.
+#[derive(Debug)]
+pub(super) struct Reject {
+    pub(super) rejection: Rejection,
+    pub(super) reason: String,
+}
+
+impl Reject {
+    pub(super) fn new(rejection: Rejection, reason: impl Into<String>) -> Self {
+        Self { rejection, reason: reason.into() }
+    }
+}
+
+/// One call: what every phase found, and what the upstream answered.
+#[derive(Debug)]
+pub(super) struct Call {
+    started: Instant,
+    /// When the current phase began.
+    mark: Instant,
+    /// Time spent in each phase so far, in order.
+    timings: Vec<(Phase, Duration)>,
+    /// A gRPC call (content type `application/grpc*`).
+    pub(super) grpc: bool,
+    /// The path as received until the route phase, then the canonical path.
+    pub(super) path: String,
+    /// The request's one authority (target or `Host`).
+    pub(super) authority: String,
+    /// The route's index in the table, once routed.
+    pub(super) route: Option<usize>,
+    /// The route's name, once routed.
+    pub(super) route_name: String,
+    /// The call as the policy sees it, once routed.
+    pub(super) info: Option<CallInfo>,
+    /// Once classified.
+    pub(super) classification: Option<Classification>,
+    /// Once authenticated and mapped.
+    pub(super) authentication: Option<Authentication>,
+    /// The authorizer allowed the call.
+    pub(super) allowed: bool,
+    /// Names of the upstream credentials injected.
+    pub(super) injected: Vec<String>,
+    /// The status the upstream answered with.
+    pub(super) upstream_status: Option<StatusCode>,
+    /// Why the upstream gave no usable response.
+    pub(super) upstream_failure: Option<Failure>,
+}
+
+impl Call {
+    pub(super) fn new(path: &str, grpc: bool) -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            mark: now,
+            timings: Vec::with_capacity(8),
+            grpc,
+            path: path.to_owned(),
+            authority: String::new(),
+            route: None,
+            route_name: String::new(),
+            info: None,
+            classification: None,
+            authentication: None,
+            allowed: false,
+            injected: Vec::new(),
+            upstream_status: None,
+            upstream_failure: None,
+        }
+    }
+
+    /// Ends `phase`: its time is what passed since the previous one ended.
+    pub(super) fn done(&mut self, phase: Phase) {
+        let now = Instant::now();
+        self.timings.push((phase, now - self.mark));
+        self.mark = now;
+    }
+
+    /// The time from the request to the forwarding decision, for the
+    /// pipeline histogram (observed once, when the decision is made).
+    pub(super) fn decided(&self, rejected: Option<Rejection>) {
+        metrics::pipeline_duration(self.started.elapsed().as_secs_f64());
+        metrics::decision(&self.route_name, rejected.map_or("allow", Rejection::outcome));
+    }
+
+    /// Writes the call's one decision record, when the response head is
+    /// known: `status` is what the client gets, `rejected` the rejection
+    /// that produced it (policy, or the upstream's failure).
+    pub(super) fn record(&self, status: StatusCode, rejected: Option<&Reject>) {
+        let elapsed = self.started.elapsed();
+        // Once the policy allowed the call, an upstream failure is its
+        // status and reason, not a different decision.
+        let outcome = match rejected {
+            Some(r) if !self.allowed => r.rejection.outcome(),
+            _ => "allow",
+        };
+        let principal = self.authentication.as_ref().and_then(|a| a.principal.as_ref());
+        let mut phases = String::new();
+        for (phase, took) in &self.timings {
+            let sep = if phases.is_empty() { "" } else { "," };
+            let _ = write!(phases, "{sep}{}={}", phase.as_str(), took.as_micros());
+        }
+        let injected = (!self.injected.is_empty()).then(|| self.injected.join(","));
+        tracing::info!(
+            target: "wasmgate::decision",
+            route = self.route_name.as_str(),
+            path = self.path.as_str(),
+            class = self.classification.as_ref().map(|c| c.class.as_str()).unwrap_or(""),
+            credential = self.authentication.as_ref().map(|a| a.kind.as_str()).unwrap_or(""),
+            subject = principal.map(|p| p.subject.as_str()).unwrap_or(""),
+            tenant = principal.and_then(|p| p.tenant.as_deref()).unwrap_or(""),
+            outcome,
+            reason = rejected.map(|r| r.reason.as_str()).unwrap_or(""),
+            status = status.as_u16(),
+            // Fields without a value (not forwarded, nothing injected) are
+            // left out of the line.
+            upstream_status = self.upstream_status.map(|s| s.as_u16()),
+            upstream_failure = self.upstream_failure.map(Failure::as_str),
+            injected = injected.as_deref(),
+            micros = elapsed.as_micros() as u64,
+            phases = phases.as_str(),
+        );
+    }
+
+    /// The class, once classified.
+    pub(super) fn class(&self) -> Option<AuthClass> {
+        self.classification.as_ref().map(|c| c.class)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_are_timed_in_order() {
+        let mut call = Call::new("/x", false);
+        call.done(Phase::Sanitize);
+        call.done(Phase::Route);
+        let names: Vec<&str> = call.timings.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["sanitize", "route"]);
+        assert!(call.class().is_none());
+    }
+}

@@ -1,0 +1,163 @@
+//! The pipeline's policy calls and their caches: classification,
+//! principals, and upstream credentials.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use moka::sync::Cache;
+
+use super::super::reject::Rejection;
+use super::Reject;
+use crate::auth::Authenticated;
+use crate::credentials::CredentialResolver;
+use crate::identity::{Authentication, AuthzRequest, CallInfo, Classification, CredentialKind, Principal, TokenSource};
+use crate::plugins::PolicySet;
+
+/// Caches of policy answers that do not change between calls.
+#[derive(Debug)]
+pub(in crate::server) struct Caches {
+    /// Classification per (policy generation, route, HTTP method, path).
+    classify: Cache<(u64, usize, http::Method, String), Classification>,
+    /// Mapped principal per token, with the policy generation that mapped it
+    /// and the token's expiry; never served past either.
+    principals: Cache<Arc<str>, (u64, i64, Arc<Principal>)>,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl Caches {
+    pub(in crate::server) fn new() -> Self {
+        Self {
+            classify: Cache::builder().max_capacity(10_000).build(),
+            principals: Cache::builder().max_capacity(50_000).time_to_live(Duration::from_secs(600)).build(),
+        }
+    }
+
+    /// The call's classification; a failing classifier is not cached (a
+    /// transient failure must not stick) and reads as strictly as possible.
+    pub(super) async fn classify(
+        &self,
+        policy: &PolicySet,
+        route_idx: usize,
+        method: &http::Method,
+        call: &CallInfo,
+    ) -> Classification {
+        let key = (policy.generation(), route_idx, method.clone(), call.path.clone());
+        if let Some(c) = self.classify.get(&key) {
+            return c;
+        }
+        match policy.classifier(&call.route).classify(call).await {
+            Ok(c) => {
+                self.classify.insert(key, c.clone());
+                c
+            }
+            Err(e) => {
+                tracing::warn!(route = %call.route, path = %call.path, error = %e, "classifier failed; treating the method as strictly as possible");
+                Classification::fail_closed()
+            }
+        }
+    }
+
+    /// Who the caller is, as the policy sees it.
+    pub(super) async fn authentication(
+        &self,
+        policy: &PolicySet,
+        verified: &Authenticated,
+        token: Option<&str>,
+    ) -> Result<Authentication, String> {
+        Ok(match verified {
+            Authenticated::Anonymous => Authentication::anonymous(),
+            Authenticated::SandboxSecret => Authentication {
+                kind: CredentialKind::SandboxSecret,
+                source: TokenSource::SandboxHeader,
+                provider: None,
+                principal: None,
+            },
+            Authenticated::Gateway { principal, source, .. } => Authentication {
+                kind: CredentialKind::GatewayToken,
+                source: *source,
+                provider: None,
+                principal: Some(principal.clone()),
+            },
+            Authenticated::Oidc { provider, token: verified, source } => {
+                let principal =
+                    self.principal(policy, provider, &verified.claims_json, verified.expires_at, token).await?;
+                Authentication {
+                    kind: CredentialKind::OidcToken,
+                    source: *source,
+                    provider: Some(provider.to_string()),
+                    principal: Some((*principal).clone()),
+                }
+            }
+        })
+    }
+
+    /// Claims mapped to a principal, cached per token until it expires or
+    /// the policy changes.
+    async fn principal(
+        &self,
+        policy: &PolicySet,
+        provider: &str,
+        claims_json: &str,
+        expires_at: i64,
+        token: Option<&str>,
+    ) -> Result<Arc<Principal>, String> {
+        if let Some(t) = token
+            && let Some((generation, exp, p)) = self.principals.get(t)
+            && generation == policy.generation()
+            && exp > now_secs()
+        {
+            return Ok(p);
+        }
+        let mapper =
+            policy.mapper(provider).ok_or_else(|| format!("no claims-mapper bound for provider {provider}"))?;
+        let principal =
+            Arc::new(mapper.map_claims(provider, claims_json).await.map_err(|e| format!("failed closed: {e}"))?);
+        policy.confine_tenant(provider, &principal)?;
+        if let Some(t) = token {
+            self.principals.insert(Arc::from(t), (policy.generation(), expires_at, principal.clone()));
+        }
+        Ok(principal)
+    }
+}
+
+/// An upstream credential to inject: its catalogue name, the header, the value.
+pub(super) type Injected = (String, http::HeaderName, http::HeaderValue);
+
+/// The headers the call's credential policy injects, each resolved through
+/// the credentials driver. A policy failure denies; a credential that cannot
+/// be had is 503, never forwarded without it.
+pub(super) async fn credentials_for(
+    resolver: &CredentialResolver,
+    policy: &PolicySet,
+    request: &AuthzRequest,
+) -> Result<Vec<Injected>, Reject> {
+    let unavailable = |e: crate::credentials::CredentialError| Reject::new(Rejection::from(&e), e.to_string());
+    let catalogue = resolver.catalogue().await.map_err(unavailable)?;
+    if catalogue.is_empty() {
+        return Ok(Vec::new());
+    }
+    let principal = request.authentication.principal.as_ref();
+    let tenant = principal.and_then(|p| p.tenant.as_deref());
+    let uses = policy
+        .credential_policy(tenant)
+        .select_credentials(&request.call, principal, &catalogue)
+        .await
+        .map_err(|e| Reject::new(Rejection::Forbidden, format!("credential policy failed closed: {e}")))?;
+    let mut headers = Vec::with_capacity(uses.len());
+    for u in &uses {
+        let credential = resolver.resolve(&u.credential).await.map_err(unavailable)?;
+        let value = credential.header_value(u).map_err(unavailable)?;
+        let name = http::HeaderName::try_from(u.header.as_str()).map_err(|_| {
+            Reject::new(Rejection::Forbidden, format!("credential header {:?} is not a header name", u.header))
+        })?;
+        headers.push((u.credential.clone(), name, value));
+    }
+    if !uses.is_empty() && tracing::enabled!(target: "wasmgate::credentials", tracing::Level::DEBUG) {
+        let names: Vec<&str> = uses.iter().map(|u| u.credential.as_str()).collect();
+        tracing::debug!(target: "wasmgate::credentials", credentials = %names.join(","), path = %request.call.path, "injected upstream credentials");
+    }
+    Ok(headers)
+}
