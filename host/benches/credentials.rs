@@ -72,7 +72,11 @@ fn bench(c: &mut Criterion) {
             required: true,
         };
         let cache = CredentialCacheConfig { default_ttl_ms: 3_600_000, ..CredentialCacheConfig::default() };
-        let resolver = CredentialResolver::new(Driver::start("credentials", &cfg), &cache);
+        let tasks = wasmgate::tasks::Tasks::new();
+        let driver = Driver::new("credentials", &cfg);
+        driver.start(&tasks);
+        let resolver = CredentialResolver::new(driver, &cache);
+        resolver.start(&tasks);
         resolver.resolve("github").await.expect("first resolve");
         resolver
     });

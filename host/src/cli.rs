@@ -48,6 +48,9 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     }
     warn_about_unlisted_methods(&cfg);
     let gateway = Gateway::new(&cfg).await?;
+    // Every background task starts here and stops at the end of `serve`.
+    let tasks = crate::tasks::Tasks::new();
+    gateway.start(&tasks);
     let tls = cfg.tls.as_ref().map(|t| TlsFiles { cert: t.cert.clone(), key: t.key.clone() });
     let listener = Listener::bind(cfg.listen, tls.as_ref()).await?;
     // The folder canonical, the name kept: the file may be a symlink that
@@ -58,7 +61,7 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot bind the admin listener on {}", admin.listen))?;
         let (gateway, config_path) = (gateway.clone(), config_path.clone());
-        tokio::spawn(async move {
+        tasks.spawn("admin listener", async move {
             if let Err(e) = crate::admin::serve(listener, gateway, config_path).await {
                 tracing::error!(error = %e, "admin listener stopped");
             }
@@ -71,9 +74,11 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         providers = cfg.auth.providers.len(),
         "wasmgate serving"
     );
-    crate::reload::spawn(gateway.clone(), config_path, cfg.plugins.dir.clone())
+    crate::reload::start(&tasks, gateway.clone(), config_path, cfg.plugins.dir.clone())
         .context("watch the config and plugin folders")?;
-    gateway.serve(listener, shutdown_signal()).await?;
+    let served = gateway.serve(listener, shutdown_signal()).await;
+    tasks.shutdown(std::time::Duration::from_secs(5)).await;
+    served?;
     tracing::info!("wasmgate stopped");
     Ok(ExitCode::SUCCESS)
 }

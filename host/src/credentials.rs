@@ -29,6 +29,7 @@ use self::flight::Flight;
 use crate::config::{CredentialCacheConfig, SecretValue};
 use crate::drivers::{Driver, DriverError};
 use crate::identity::{CredentialInfo, CredentialUse};
+use crate::tasks::Tasks;
 
 /// Longest token accepted from the driver, bytes.
 const MAX_TOKEN: usize = 16 * 1024;
@@ -233,6 +234,8 @@ struct Inner {
     slots: RwLock<HashMap<String, Arc<Slot>>>,
     catalogue: ArcSwapOption<(Catalogue, Instant)>,
     catalogue_flight: Flight<Catalogue, CredentialError>,
+    /// Where refreshes ahead of expiry run, once started.
+    tasks: std::sync::OnceLock<Tasks>,
 }
 
 /// Resolves credentials through the credentials driver, with caching,
@@ -254,8 +257,15 @@ impl CredentialResolver {
                 slots: RwLock::default(),
                 catalogue: ArcSwapOption::empty(),
                 catalogue_flight: Flight::default(),
+                tasks: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Refreshes credentials ahead of their expiry on `tasks` from now on;
+    /// before, a credential is fetched only once it is stale.
+    pub fn start(&self, tasks: &Tasks) {
+        let _ = self.inner.tasks.set(tasks.clone());
     }
 
     /// The driver behind this resolver (for readiness).
@@ -297,13 +307,14 @@ impl CredentialResolver {
     }
 
     fn spawn_refresh(&self, name: &str, slot: &Arc<Slot>, now: i64) {
+        let Some(tasks) = self.inner.tasks.get() else { return };
         if now < slot.retry_at_ms.load(Ordering::Acquire) || slot.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
         let inner = Arc::clone(&self.inner);
         let slot = Arc::clone(slot);
         let name = name.to_owned();
-        tokio::spawn(async move {
+        tasks.spawn("credential refresh", async move {
             let not_due = || {
                 let now = unix_ms(SystemTime::now());
                 slot.current.load().as_ref().filter(|e| now < e.refresh_at_ms).map(|e| Arc::clone(&e.credential))

@@ -147,6 +147,8 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let yaml = with_demo_credentials(&demo_config(listen, issuer.issuer(), &socket, &secret), &credentials_socket);
     let cfg = Config::from_yaml(&yaml)?;
     let gateway = Gateway::new(&cfg).await?;
+    let tasks = crate::tasks::Tasks::new();
+    gateway.start(&tasks);
     let listener = Listener::bind(listen, None).await?;
     let addr = listener.local_addr()?;
 
@@ -165,7 +167,9 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "wasmgate".into());
 
     println!("{}", instructions(addr, issuer.issuer(), &socket, &admin, &user, &secret, &exe));
-    gateway.serve(listener, crate::cli::shutdown_signal()).await?;
+    let served = gateway.serve(listener, crate::cli::shutdown_signal()).await;
+    tasks.shutdown(std::time::Duration::from_secs(5)).await;
+    served?;
     drop(dir);
     Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::config::{DriverConfig, DriversConfig, RetryConfig};
+use crate::tasks::Tasks;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -184,16 +185,19 @@ impl Shared {
         }
     }
 
-    async fn watch(self: Arc<Self>) {
+    /// The health watch; ends when the last clone of the driver is dropped.
+    async fn watch(this: std::sync::Weak<Self>) {
         let mut failures = 0u32;
-        loop {
-            let result = self.check().await;
+        while let Some(shared) = this.upgrade() {
+            let result = shared.check().await;
             failures = if result.is_ok() { 0 } else { failures.saturating_add(1) };
-            self.set(result);
-            let wait = if failures == 0 { self.health_interval } else { self.retry.backoff(failures) };
+            shared.set(result);
+            let wait = if failures == 0 { shared.health_interval } else { shared.retry.backoff(failures) };
+            let kicked = Arc::clone(&shared);
+            drop(shared);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = self.kick.notified() => {}
+                () = kicked.kick.notified() => {}
             }
         }
     }
@@ -212,31 +216,18 @@ fn status_reason(s: &tonic::Status) -> String {
     reason
 }
 
-#[derive(Debug)]
-struct Owner {
-    shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// One driver: channel, deadline, and background health watch. Clones share
 /// them; the watch stops when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Driver {
-    owner: Arc<Owner>,
+    shared: Arc<Shared>,
 }
 
 impl Driver {
-    /// Starts the driver named `name` (for logs and readiness): builds the
-    /// lazy channel and spawns the health watch, which checks at once. Never
-    /// waits for the driver; see [`wait_ready`](Self::wait_ready). Must be
-    /// called within a Tokio runtime.
-    pub fn start(name: impl Into<String>, cfg: &DriverConfig) -> Self {
+    /// The driver named `name` (for logs and readiness), with its lazy
+    /// channel; nothing runs until [`start`](Self::start). Must be called
+    /// within a Tokio runtime.
+    pub fn new(name: impl Into<String>, cfg: &DriverConfig) -> Self {
         let timeout = Duration::from_millis(cfg.timeout_ms);
         let shared = Arc::new(Shared {
             name: name.into(),
@@ -250,12 +241,17 @@ impl Driver {
             health: Mutex::new(Health { last_error: Some("not checked yet".into()), checked_at: None }),
             kick: Notify::new(),
         });
-        let task = tokio::spawn(Arc::clone(&shared).watch());
-        Self { owner: Arc::new(Owner { shared, task }) }
+        Self { shared }
+    }
+
+    /// Starts the health watch on `tasks`; it checks at once. Never waits
+    /// for the driver; see [`wait_ready`](Self::wait_ready).
+    pub fn start(&self, tasks: &Tasks) {
+        tasks.spawn("driver health", Shared::watch(Arc::downgrade(&self.shared)));
     }
 
     fn shared(&self) -> &Shared {
-        &self.owner.shared
+        &self.shared
     }
 
     /// The driver's name.
@@ -387,17 +383,22 @@ pub struct Drivers {
 }
 
 impl Drivers {
-    /// Starts the configured drivers (see [`Driver::start`]); never waits for
-    /// them. Must be called within a Tokio runtime.
-    pub fn start(cfg: &DriversConfig) -> Self {
+    /// The configured drivers (see [`Driver::new`]); nothing runs until
+    /// [`start`](Self::start). Must be called within a Tokio runtime.
+    pub fn new(cfg: &DriversConfig) -> Self {
         let mut drivers = Vec::new();
         let credentials = cfg.credentials.as_ref().map(|d| {
-            let driver = Driver::start("credentials", d);
+            let driver = Driver::new("credentials", d);
             drivers.push(driver.clone());
             driver
         });
-        drivers.extend(cfg.upstreams.iter().map(|(name, d)| Driver::start(name.clone(), d)));
+        drivers.extend(cfg.upstreams.iter().map(|(name, d)| Driver::new(name.clone(), d)));
         Self { drivers, credentials }
+    }
+
+    /// Starts every driver's health watch; never waits for them.
+    pub fn start(&self, tasks: &Tasks) {
+        self.drivers.iter().for_each(|d| d.start(tasks));
     }
 
     /// The credentials driver, when one is configured.

@@ -16,6 +16,7 @@
 //! - [`login`]: `wasmgate login`, `token print`, `call`: OAuth flows and the
 //!   credentials file.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`tasks`]: background tasks, started from one place and stopped together.
 
 pub mod admin;
 pub mod auth;
@@ -31,4 +32,5 @@ pub mod metrics;
 pub mod plugins;
 pub mod reload;
 pub mod server;
+pub mod tasks;
 pub mod tokens;

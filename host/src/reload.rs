@@ -16,6 +16,7 @@ use crate::config::paths;
 use crate::metrics;
 use crate::plugins::{LoadError, PolicySet};
 use crate::server::{Gateway, StartError};
+use crate::tasks::Tasks;
 
 /// Quiet time after the last change before a reload starts. A ConfigMap
 /// update or a `mv` lands its events within a millisecond or two; a file
@@ -25,11 +26,10 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 /// Longest wait after repeated failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Starts watching; reloads run on a background task for the life of the
-/// process. Both folders are resolved to absolute paths (their parent
+/// Starts watching; reloads run on a task of `tasks` until they stop. Both folders are resolved to absolute paths (their parent
 /// folders canonical) here, whatever the caller passes, and events are
 /// matched against those: notify reports absolute paths.
-pub fn spawn(gateway: Gateway, config_path: PathBuf, plugin_dir: Option<PathBuf>) -> notify::Result<()> {
+pub fn start(tasks: &Tasks, gateway: Gateway, config_path: PathBuf, plugin_dir: Option<PathBuf>) -> notify::Result<()> {
     let (tx, rx) = mpsc::unbounded_channel::<()>();
     let watched = Watched::new(&config_path, plugin_dir.as_deref());
     let config_dir = watched.config_dir.clone();
@@ -50,7 +50,7 @@ pub fn spawn(gateway: Gateway, config_path: PathBuf, plugin_dir: Option<PathBuf>
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
     tracing::debug!(config = %config_path.display(), plugins = ?plugin_dir, "watching for policy changes");
-    tokio::spawn(run(gateway, config_path, rx, watcher));
+    tasks.spawn("policy reload", run(gateway, config_path, rx, watcher));
     Ok(())
 }
 

@@ -98,7 +98,7 @@ impl Gateway {
         let trusted =
             crate::config::TrustedProxies::parse(&cfg.requests.trusted_proxies).map_err(StartError::Routes)?;
         let upstreams = routes.routes().iter().map(forward::Upstream::new).collect();
-        let drivers = crate::drivers::Drivers::start(&cfg.drivers);
+        let drivers = crate::drivers::Drivers::new(&cfg.drivers);
         let credentials = drivers
             .credentials()
             .map(|d| crate::credentials::CredentialResolver::new(d.clone(), &cfg.drivers.credential_cache));
@@ -130,6 +130,18 @@ impl Gateway {
                 server: cfg.server.clone(),
             }),
         })
+    }
+
+    /// Starts every background task the gateway needs, on `tasks`: the
+    /// drivers' health watches and refreshing upstream credentials ahead of
+    /// expiry. The one place they start; [`Tasks::shutdown`] stops them.
+    ///
+    /// [`Tasks::shutdown`]: crate::tasks::Tasks::shutdown
+    pub fn start(&self, tasks: &crate::tasks::Tasks) {
+        self.state.drivers.start(tasks);
+        if let Some(resolver) = &self.state.credentials {
+            resolver.start(tasks);
+        }
     }
 
     /// Whether the gateway can serve authenticated calls: components loaded,

@@ -6,7 +6,12 @@ use super::*;
 use crate::drivers::testing::{CountingDriver, TestServer, cache_config, driver_config, eventually, socket_path};
 
 fn resolver(path: &std::path::Path, timeout_ms: u64, cache: &CredentialCacheConfig) -> CredentialResolver {
-    CredentialResolver::new(Driver::start("credentials", &driver_config(path, timeout_ms)), cache)
+    let tasks = Tasks::new();
+    let driver = Driver::new("credentials", &driver_config(path, timeout_ms));
+    driver.start(&tasks);
+    let resolver = CredentialResolver::new(driver, cache);
+    resolver.start(&tasks);
+    resolver
 }
 
 fn token(c: &ResolvedCredential) -> &str {

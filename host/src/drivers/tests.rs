@@ -5,6 +5,13 @@ use std::time::{Duration, Instant};
 use super::testing::{CountingDriver, TestServer, driver_config, eventually, socket_path};
 use super::*;
 
+/// The drivers of `cfg`, their health watches started.
+fn started(cfg: &DriversConfig) -> Drivers {
+    let drivers = Drivers::new(cfg);
+    drivers.start(&Tasks::new());
+    drivers
+}
+
 #[test]
 fn backoff_doubles_from_interval_and_caps() {
     let p = RetryPolicy { attempts: 5, interval: Duration::from_millis(100), max_backoff: Duration::from_millis(1000) };
@@ -17,7 +24,8 @@ fn backoff_doubles_from_interval_and_caps() {
 #[tokio::test]
 async fn health_watch_reports_readiness_and_recovers_with_the_same_channel() {
     let (_dir, path) = socket_path();
-    let driver = Driver::start("credentials", &driver_config(&path, 500));
+    let driver = Driver::new("credentials", &driver_config(&path, 500));
+    driver.start(&Tasks::new());
     assert!(!driver.is_ready());
     // Socket missing: start-up waiting gives up after the configured attempts.
     let started = Instant::now();
@@ -42,12 +50,12 @@ async fn health_watch_reports_readiness_and_recovers_with_the_same_channel() {
 
 #[tokio::test]
 async fn drivers_start_exposes_the_resolver_and_required_readiness() {
-    let none = Drivers::start(&DriversConfig::default());
+    let none = started(&DriversConfig::default());
     assert!(none.credentials().is_none() && none.readiness().is_empty() && none.is_ready());
 
     let (_dir, path) = socket_path();
     let cfg = DriversConfig { credentials: Some(driver_config(&path, 500)), ..DriversConfig::default() };
-    let drivers = Drivers::start(&cfg);
+    let drivers = started(&cfg);
     assert!(drivers.credentials().is_some());
     assert!(!drivers.is_ready());
     assert!(drivers.wait_ready().await.is_err());
@@ -61,7 +69,7 @@ async fn drivers_start_exposes_the_resolver_and_required_readiness() {
     let (_dir2, missing) = socket_path();
     let mut optional = driver_config(&missing, 500);
     optional.required = false;
-    let drivers = Drivers::start(&DriversConfig { credentials: Some(optional), ..DriversConfig::default() });
+    let drivers = started(&DriversConfig { credentials: Some(optional), ..DriversConfig::default() });
     assert!(drivers.is_ready() && drivers.wait_ready().await.is_ok());
     assert!(!drivers.readiness()[0].ready);
 }
@@ -71,7 +79,7 @@ async fn upstream_drivers_are_health_checked_and_count_for_readiness() {
     let (_dir, path) = socket_path();
     let mut upstreams = std::collections::BTreeMap::new();
     upstreams.insert("sandbox".to_owned(), driver_config(&path, 500));
-    let drivers = Drivers::start(&DriversConfig { upstreams, ..DriversConfig::default() });
+    let drivers = started(&DriversConfig { upstreams, ..DriversConfig::default() });
     assert!(drivers.credentials().is_none());
     assert!(!drivers.is_ready(), "a required upstream driver that is down makes the gateway unready");
     let _server = TestServer::serve(&path, CountingDriver::new(&[], 0)).await;
