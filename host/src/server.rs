@@ -89,14 +89,14 @@ impl Gateway {
     /// sets up identity providers (keys are fetched in the background) and
     /// upstream clients. Must run inside a tokio runtime.
     pub async fn new(cfg: &Config) -> Result<Self, StartError> {
-        cfg.validate()?;
+        cfg.ensure_valid()?;
         cfg.startup_warnings().iter().for_each(|w| tracing::warn!("{w}"));
         let engine = PluginEngine::new(&cfg.plugins)?;
         let policy = PolicySet::build(&engine, cfg, 1, None).await?;
         let auth = Authenticator::new(&cfg.auth).map_err(|e| StartError::Auth(e.to_string()))?;
         let routes = routes::RouteTable::new(&cfg.routes, &cfg.requests.paths).map_err(StartError::Routes)?;
-        let trusted =
-            crate::config::TrustedProxies::parse(&cfg.requests.trusted_proxies).map_err(StartError::Routes)?;
+        let trusted = crate::config::TrustedProxies::parse(&cfg.requests.trusted_proxies)
+            .map_err(|e| StartError::Routes(e.to_string()))?;
         let upstreams = routes.routes().iter().map(forward::Upstream::new).collect();
         let drivers = crate::drivers::Drivers::new(&cfg.drivers);
         let credentials = drivers
@@ -181,7 +181,7 @@ impl Gateway {
     }
 
     async fn build_policy(&self, cfg: &Config) -> Result<u64, StartError> {
-        cfg.validate()?;
+        cfg.ensure_valid()?;
         let current = self.state.policy.load_full();
         let generation = current.generation() + 1;
         let set = PolicySet::build(&self.state.engine, cfg, generation, Some(&current)).await?;

@@ -1,9 +1,34 @@
-//! The `drivers:` section: where each driver listens and how the gateway
-//! talks to it. See `docs/drivers.md`.
+//! `drivers:` — where each driver listens and how the gateway talks to
+//! it. See `docs/drivers.md`. The section checks itself while it is
+//! deserialized, so its errors carry the YAML line and column.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
+
+/// Why the `drivers:` section is refused. `driver` is `credentials` or
+/// `upstreams.NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriversConfigError {
+    /// An upstream driver named `""` or `credentials`.
+    #[error("drivers.upstreams: {0:?} is not a usable driver name")]
+    UpstreamName(String),
+    /// `credential_cache.default_ttl_ms` or `catalogue_ttl_ms` is 0.
+    #[error("drivers.credential_cache: default_ttl_ms and catalogue_ttl_ms must be > 0")]
+    CacheTtl,
+    /// A driver's `socket` is empty.
+    #[error("drivers.{0}.socket is empty")]
+    NoSocket(String),
+    /// A driver's `timeout_ms` is 0 or above 60 s.
+    #[error("drivers.{0}.timeout_ms must be 1..=60000")]
+    Timeout(String),
+    /// A driver's `health_interval_ms` is below 100.
+    #[error("drivers.{0}.health_interval_ms must be >= 100")]
+    HealthInterval(String),
+    /// A driver's `connect` back-off is unusable.
+    #[error("drivers.{0}.connect: attempts and interval_ms must be > 0 and max_backoff_ms >= interval_ms")]
+    Connect(String),
+}
 
 /// All drivers. Every key is optional; an absent driver is not used.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -132,25 +157,25 @@ fn default_catalogue_ttl_ms() -> u64 {
 
 impl DriversConfig {
     /// Checks ranges.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), DriversConfigError> {
         if let Some(d) = &self.credentials {
-            d.validate("credentials")?;
+            d.validate(|| "credentials".to_owned())?;
         }
         for (name, d) in &self.upstreams {
             if name.is_empty() || name == "credentials" {
-                return Err(format!("drivers.upstreams: {name:?} is not a usable driver name"));
+                return Err(DriversConfigError::UpstreamName(name.clone()));
             }
-            d.validate(&format!("upstreams.{name}"))?;
+            d.validate(|| format!("upstreams.{name}"))?;
         }
         let c = &self.credential_cache;
         if c.default_ttl_ms == 0 || c.catalogue_ttl_ms == 0 {
-            return Err("drivers.credential_cache: default_ttl_ms and catalogue_ttl_ms must be > 0".into());
+            return Err(DriversConfigError::CacheTtl);
         }
         Ok(())
     }
 
     /// Deserializes and validates (for `#[serde(deserialize_with)]`).
-    pub fn deserialize_checked<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    pub(super) fn deserialize_checked<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let cfg = Self::deserialize(d)?;
         cfg.validate().map_err(serde::de::Error::custom)?;
         Ok(cfg)
@@ -158,21 +183,20 @@ impl DriversConfig {
 }
 
 impl DriverConfig {
-    fn validate(&self, name: &str) -> Result<(), String> {
+    /// Checks one driver; `name` is its key under `drivers.`.
+    fn validate(&self, name: impl Fn() -> String) -> Result<(), DriversConfigError> {
         if self.socket.as_os_str().is_empty() {
-            return Err(format!("drivers.{name}.socket is empty"));
+            return Err(DriversConfigError::NoSocket(name()));
         }
         if !(1..=60_000).contains(&self.timeout_ms) {
-            return Err(format!("drivers.{name}.timeout_ms must be 1..=60000"));
+            return Err(DriversConfigError::Timeout(name()));
         }
         if self.health_interval_ms < 100 {
-            return Err(format!("drivers.{name}.health_interval_ms must be >= 100"));
+            return Err(DriversConfigError::HealthInterval(name()));
         }
         let r = &self.connect;
         if r.attempts == 0 || r.interval_ms == 0 || r.max_backoff_ms < r.interval_ms {
-            return Err(format!(
-                "drivers.{name}.connect: attempts and interval_ms must be > 0 and max_backoff_ms >= interval_ms"
-            ));
+            return Err(DriversConfigError::Connect(name()));
         }
         Ok(())
     }
@@ -216,5 +240,9 @@ mod tests {
         ] {
             assert!(parse(yaml).is_err(), "{yaml}");
         }
+        let err = parse("upstreams: {sandbox: {socket: s, timeout_ms: 0}}").expect_err("timeout");
+        assert!(err.contains("drivers.upstreams.sandbox.timeout_ms must be 1..=60000"), "{err}");
+        let err = parse("upstreams: {credentials: {socket: s}}").expect_err("a reserved name");
+        assert!(err.contains(r#"drivers.upstreams: "credentials" is not a usable driver name"#), "{err}");
     }
 }

@@ -7,7 +7,27 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+/// Why the `login:` section is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginConfigError {
+    /// `client_id` is empty.
+    #[error("login: client_id must not be empty")]
+    NoClientId,
+    /// Neither `issuer` nor both endpoints.
+    #[error("login: set issuer, or both device_authorization_endpoint and token_endpoint")]
+    NoEndpoints,
+    /// An issuer or endpoint that is not an absolute HTTP(S) URL.
+    #[error("login: {key} must be an absolute http(s) URL, got {value:?}")]
+    NotHttp {
+        /// The key under `login.`.
+        key: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// A scope that is empty or holds whitespace.
+    #[error("login: scope {0:?} must be one non-empty word")]
+    Scope(String),
+}
 
 /// Where the gateway serves its login settings.
 pub const WELL_KNOWN_PATH: &str = "/.well-known/wasmgate-login";
@@ -40,13 +60,12 @@ pub struct LoginConfig {
 impl LoginConfig {
     /// Checks the section: an issuer or both endpoints, absolute HTTP(S)
     /// URLs, a client id.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(format!("login: {m}")));
+    pub(super) fn validate(&self) -> Result<(), LoginConfigError> {
         if self.client_id.trim().is_empty() {
-            return invalid("client_id must not be empty".into());
+            return Err(LoginConfigError::NoClientId);
         }
         if self.issuer.is_none() && (self.device_authorization_endpoint.is_none() || self.token_endpoint.is_none()) {
-            return invalid("set issuer, or both device_authorization_endpoint and token_endpoint".into());
+            return Err(LoginConfigError::NoEndpoints);
         }
         for (key, value) in [
             ("issuer", &self.issuer),
@@ -56,11 +75,11 @@ impl LoginConfig {
             if let Some(v) = value
                 && !(v.starts_with("https://") || v.starts_with("http://"))
             {
-                return invalid(format!("{key} must be an absolute http(s) URL, got {v:?}"));
+                return Err(LoginConfigError::NotHttp { key, value: v.clone() });
             }
         }
         if let Some(s) = self.scopes.iter().find(|s| s.is_empty() || s.contains(char::is_whitespace)) {
-            return invalid(format!("scope {s:?} must be one non-empty word"));
+            return Err(LoginConfigError::Scope(s.clone()));
         }
         Ok(())
     }

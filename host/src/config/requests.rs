@@ -9,6 +9,17 @@ use serde::Deserialize;
 
 pub use crate::canonical::{EscapedSlashes, PathOptions};
 
+/// Why the `requests:` section is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestsConfigError {
+    /// An entry of `trusted_proxies` (trimmed) is neither a CIDR nor an address.
+    #[error("requests.trusted_proxies: {0:?} is not a CIDR or an IP address")]
+    TrustedProxy(String),
+    /// An entry of `strip_headers` is not a header name.
+    #[error("requests.strip_headers: {0:?} is not a header name")]
+    StripHeader(String),
+}
+
 /// Request hardening.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -43,6 +54,17 @@ impl Default for RequestsConfig {
     }
 }
 
+impl RequestsConfig {
+    /// Checks the trusted proxies parse and the headers to strip are header names.
+    pub(super) fn validate(&self) -> Result<(), RequestsConfigError> {
+        TrustedProxies::parse(&self.trusted_proxies)?;
+        if let Some(h) = self.strip_headers.iter().find(|h| http::HeaderName::try_from(h.as_str()).is_err()) {
+            return Err(RequestsConfigError::StripHeader(h.clone()));
+        }
+        Ok(())
+    }
+}
+
 /// Per-route overrides of `requests.paths`.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -71,14 +93,14 @@ pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// Parses CIDRs (`10.0.0.0/8`) and plain addresses.
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
+    pub fn parse(entries: &[String]) -> Result<Self, RequestsConfigError> {
         entries
             .iter()
             .map(|e| {
                 let e = e.trim();
                 e.parse::<IpNet>()
                     .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("requests.trusted_proxies: {e:?} is not a CIDR or an IP address"))
+                    .map_err(|_| RequestsConfigError::TrustedProxy(e.to_owned()))
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Self)
@@ -114,7 +136,17 @@ mod tests {
         assert!(t.contains("::ffff:10.9.9.9".parse().expect("ip")));
         assert!(t.contains("2001:db8::1".parse().expect("ip")));
         assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
+        let err = TrustedProxies::parse(&[" proxy ".into()]).expect_err("a name");
+        assert_eq!(err.to_string(), r#"requests.trusted_proxies: "proxy" is not a CIDR or an IP address"#);
         assert!(TrustedProxies::parse(&["proxy.internal".into()]).is_err());
+    }
+
+    #[test]
+    fn headers_to_strip_must_be_header_names() {
+        let mut cfg = RequestsConfig::default();
+        assert_eq!(cfg.validate(), Ok(()));
+        cfg.strip_headers.push("not a header".into());
+        assert_eq!(cfg.validate(), Err(RequestsConfigError::StripHeader("not a header".into())));
     }
 
     #[test]

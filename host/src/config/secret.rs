@@ -8,6 +8,20 @@ use serde::Deserialize;
 
 use super::ConfigError;
 
+/// Why a secret cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// `env: NAME` and `NAME` is not set (or not UTF-8).
+    #[error("environment variable {0} is not set")]
+    EnvUnset(String),
+    /// The secret is empty; `origin` is its (redacted) `Debug` form.
+    #[error("secret from {origin} is empty")]
+    Empty {
+        /// Where it came from, as [`SecretSource`]'s `Debug` shows it.
+        origin: String,
+    },
+}
+
 /// Where a secret comes from. Prefer `file` (a mounted Kubernetes Secret) or
 /// `env`; `value` is for development only.
 #[derive(Clone, Deserialize)]
@@ -45,13 +59,11 @@ impl SecretSource {
                 }
                 b
             }
-            Self::Env(name) => std::env::var(name)
-                .map_err(|_| ConfigError::Invalid(format!("environment variable {name} is not set")))?
-                .into_bytes(),
+            Self::Env(name) => std::env::var(name).map_err(|_| SecretError::EnvUnset(name.clone()))?.into_bytes(),
             Self::Value(v) => v.clone().into_bytes(),
         };
         if bytes.is_empty() {
-            return Err(ConfigError::Invalid(format!("secret from {self:?} is empty")));
+            return Err(SecretError::Empty { origin: format!("{self:?}") }.into());
         }
         Ok(SecretValue(bytes.into_boxed_slice()))
     }
@@ -94,6 +106,8 @@ mod tests {
 
     #[test]
     fn empty_secret_is_refused() {
-        assert!(SecretSource::Value(String::new()).resolve().is_err());
+        let err = SecretSource::Value(String::new()).resolve().expect_err("empty");
+        assert!(matches!(&err, ConfigError::Secret(SecretError::Empty { .. })), "{err:?}");
+        assert_eq!(err.to_string(), "invalid config: secret from Value([redacted]) is empty");
     }
 }

@@ -1,15 +1,39 @@
 //! `server:` — limits of the main listener: connections, timeouts and
-//! HTTP/1.1 and HTTP/2 serving.
+//! HTTP/1.1 and HTTP/2 serving; and `tls:`, its certificate and key.
 //!
 //! Every limit has a safe default; `docs/config.md` (`## server`) says what
 //! a client gets when it crosses one. Out-of-range values are refused at
 //! start, so a typo can neither disable a limit nor make hyper panic.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::ConfigError;
+/// A `server:` limit out of its range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("server.{key} must be within {min}..={max}, got {value}")]
+pub struct ServerConfigError {
+    /// The key under `server.`, e.g. `http1.max_headers`.
+    pub key: &'static str,
+    /// The smallest value allowed.
+    pub min: u64,
+    /// The largest value allowed.
+    pub max: u64,
+    /// The value configured.
+    pub value: u64,
+}
+
+/// The `tls:` section: certificate and key of the main listener (PEM
+/// files); cleartext (with h2c) when absent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
 
 /// The `server:` section.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -158,7 +182,7 @@ impl ServerConfig {
 
 impl ServerConfig {
     /// Checks every limit is within its range.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(super) fn validate(&self) -> Result<(), ServerConfigError> {
         let h1 = &self.http1;
         let h2 = &self.http2;
         check("max_connections", self.max_connections as u64, 1, 1_000_000)?;
@@ -178,12 +202,8 @@ impl ServerConfig {
     }
 }
 
-fn check(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
-    if (min..=max).contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::Invalid(format!("server.{key} must be within {min}..={max}, got {value}")))
-    }
+fn check(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ServerConfigError> {
+    if (min..=max).contains(&value) { Ok(()) } else { Err(ServerConfigError { key, min, max, value }) }
 }
 
 #[cfg(test)]
@@ -226,6 +246,9 @@ mod tests {
         // hyper panics on a read buffer below 8 KiB: refused here instead.
         let err = parse("http1: { max_request_head_bytes: 4096 }").expect_err("too small");
         assert!(err.contains("server.http1.max_request_head_bytes"), "{err}");
+        let typed = ServerConfig { max_connections: 0, ..ServerConfig::default() }.validate();
+        let expected = ServerConfigError { key: "max_connections", min: 1, max: 1_000_000, value: 0 };
+        assert_eq!(typed, Err(expected));
         assert!(parse("http2: { max_concurrent_streams: 0 }").is_err());
         assert!(parse("http2: { max_pending_accept_reset_streams: 0 }").is_err());
         assert!(parse("http2: { max_header_list_size: 100 }").is_err());
