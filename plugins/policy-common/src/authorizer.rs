@@ -43,7 +43,7 @@
 use crate::classifier::wildcard_scope;
 use crate::pattern::PatternSet;
 use crate::settings::{self, Settings, invalid};
-use crate::types::{AuthClass, CredentialKind, Decision, PolicyError, Principal};
+use wasmgate_plugin_sdk::{AuthClass, AuthzRequest, CredentialKind, Decision, PolicyError, Principal};
 
 /// Default of `admin-role`.
 pub const DEFAULT_ADMIN_ROLE: &str = "admin";
@@ -63,6 +63,19 @@ pub struct AuthzInput<'a> {
     pub kind: CredentialKind,
     /// The principal, for token callers.
     pub principal: Option<&'a Principal>,
+}
+
+impl<'a> From<&'a AuthzRequest> for AuthzInput<'a> {
+    /// The fields of an `authorize` request the authorizer looks at.
+    fn from(request: &'a AuthzRequest) -> Self {
+        AuthzInput {
+            path: &request.call.path,
+            class: request.classification.class,
+            required_scopes: &request.classification.required_scopes,
+            kind: request.authentication.kind,
+            principal: request.authentication.principal.as_ref(),
+        }
+    }
 }
 
 /// The parsed settings of the authorizer.
@@ -105,31 +118,31 @@ impl AuthorizerConfig {
         }
         match input.kind {
             CredentialKind::None => {
-                return deny(format!("no credential for {} method {path}", input.class));
+                return Decision::deny(format!("no credential for {} method {path}", input.class));
             }
             CredentialKind::SandboxSecret => {
                 if !matches!(input.class, AuthClass::SandboxSecret | AuthClass::DualAuth) {
-                    return deny(format!("sandbox secret not accepted for {} method {path}", input.class));
+                    return Decision::deny(format!("sandbox secret not accepted for {} method {path}", input.class));
                 }
                 if !self.sandbox_methods.matches(path) {
-                    return deny(format!("sandbox secret may not call {path}"));
+                    return Decision::deny(format!("sandbox secret may not call {path}"));
                 }
                 return Decision::Allow;
             }
             CredentialKind::OidcToken | CredentialKind::GatewayToken => {}
         }
         if input.class == AuthClass::SandboxSecret {
-            return deny(format!("method {path} accepts only the sandbox secret"));
+            return Decision::deny(format!("method {path} accepts only the sandbox secret"));
         }
         let Some(principal) = input.principal else {
-            return deny("token without a principal".to_owned());
+            return Decision::deny("token without a principal".to_owned());
         };
         if let Some(reason) = self.role_denial(principal, path) {
-            return deny(reason);
+            return Decision::deny(reason);
         }
         for required in input.required_scopes {
             if !principal.scopes.iter().any(|held| covers(held, required, &self.wildcard_scope)) {
-                return deny(format!("missing scope {required}"));
+                return Decision::deny(format!("missing scope {required}"));
             }
         }
         Decision::Allow
@@ -153,10 +166,6 @@ impl AuthorizerConfig {
             [self.admin_role.as_str(), self.user_role.as_str()].into_iter().filter(|r| !r.is_empty()).collect();
         Some(format!("principal lacks role {}", wanted.join(" or ")))
     }
-}
-
-fn deny(reason: String) -> Decision {
-    Decision::Deny(reason)
 }
 
 /// Splits a scope into its name and optional resource.
