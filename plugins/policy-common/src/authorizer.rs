@@ -135,7 +135,7 @@ impl AuthorizerConfig {
             return Decision::deny(format!("method {path} accepts only the sandbox secret"));
         }
         let Some(principal) = input.principal else {
-            return Decision::deny("token without a principal".to_owned());
+            return Decision::deny("token without a principal");
         };
         if let Some(reason) = self.role_denial(principal, path) {
             return Decision::deny(reason);

@@ -361,6 +361,24 @@ mod tests {
     }
 
     #[test]
+    fn parsed_claims_must_be_an_object() {
+        let m = mapper(&[]);
+        assert_eq!(m.map(&json!({"sub": "u"})).map(|p| p.subject), Ok("u".to_owned()));
+        for bad in [json!([]), json!("sub"), json!(null), json!(1)] {
+            assert!(matches!(m.map(&bad), Err(PolicyError::InvalidInput(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn roles_claims_entries_are_sdk_claim_paths() {
+        let claims = json!({"sub": "u", "a.b": {"roles": ["dotted-key"]}, "a": {"b": {"roles": ["nested"]}}});
+        // A string entry starting with `[` is a segment list, as in the
+        // single-path settings (`ClaimPath::parse_setting`).
+        let s = [("roles-claims", r#"["[\"a.b\", \"roles\"]", "a.b.roles"]"#)];
+        assert_eq!(map(&s, &claims).roles, strings(&["dotted-key", "nested"]));
+    }
+
+    #[test]
     fn tenant_fixed_wins_over_claim() {
         let s = [("tenant", "fixed"), ("tenant-claim", "tenant_id")];
         assert_eq!(map(&s, &keycloak()).tenant.as_deref(), Some("fixed"));

@@ -271,3 +271,36 @@ fn malformed_settings_are_invalid_config() {
         }
     }
 }
+
+#[test]
+fn an_authz_request_decides_like_its_fields() {
+    use wasmgate_plugin_sdk::{Authentication, CallInfo, Classification, Protocol, TokenSource};
+    let cfg = config(&[]);
+    let user = principal(&["user"], &["storage.read:/a"]);
+    let request = |path: &str, principal: Option<Principal>| AuthzRequest {
+        call: CallInfo {
+            protocol: Protocol::Http,
+            http_method: "GET".into(),
+            path: path.into(),
+            grpc_service: String::new(),
+            grpc_method: String::new(),
+            route: "r".into(),
+            authority: "gw.example".into(),
+        },
+        classification: Classification::bearer(["storage.read:/a/b"]),
+        authentication: Authentication {
+            kind: CredentialKind::OidcToken,
+            source: TokenSource::AuthorizationHeader,
+            provider: Some("idp".into()),
+            principal,
+        },
+    };
+    let allowed = request("/v1/x", Some(user.clone()));
+    let input = AuthzInput::from(&allowed);
+    assert_eq!((input.path, input.class, input.kind), ("/v1/x", AuthClass::Bearer, CredentialKind::OidcToken));
+    assert_eq!(input.required_scopes, ["storage.read:/a/b"]);
+    assert_eq!(input.principal, Some(&user));
+    assert_eq!(cfg.authorize(&input), Decision::Allow);
+    denied_with(cfg.authorize(&AuthzInput::from(&request("/v1/users/delete", Some(user)))), "admin method");
+    denied_with(cfg.authorize(&AuthzInput::from(&request("/v1/x", None))), "without a principal");
+}
