@@ -16,18 +16,20 @@
 //!   or not a usable string → no tenant.
 //!
 //! # Claim paths
-//! A path names a value inside the claims object, one segment per nested
-//! object key. It is written either
+//! A path is the SDK's [`ClaimPath`]: it names a value inside the claims
+//! object, one segment per nested object key. It is written either
 //! - as a string of dot-separated segments: `realm_access.roles`; or
 //! - as a JSON array of segments, needed whenever a key contains a dot or
 //!   starts with `[`: `["https://example.com/roles"]`,
 //!   `["resource_access", "my.client", "roles"]`.
 //!
 //! Inside `roles-claims` both forms can be mixed:
-//! `[["https://example.com/roles"], "realm_access.roles"]`. A single-path
-//! setting (`scopes-claim`, `groups-claim`, `subject-claim`,
-//! `tenant-claim`) whose value starts with `[` is read as a JSON array of
-//! segments, otherwise as a dotted string. Empty segments are rejected.
+//! `[["https://example.com/roles"], "realm_access.roles"]`. A path written
+//! as a string (a single-path setting such as `scopes-claim`,
+//! `groups-claim`, `subject-claim` or `tenant-claim`, or an entry of
+//! `roles-claims`) that starts with `[` is read as a JSON array of segments,
+//! otherwise as a dotted string ([`ClaimPath::parse_setting`]). Empty
+//! segments are rejected.
 //!
 //! # Hostile tokens
 //! A value of the wrong type at a configured path is ignored; non-string
@@ -36,67 +38,14 @@
 //! first-seen order.
 
 use crate::settings::{self, Settings, invalid};
-use crate::types::{PolicyError, Principal};
-use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use wasmgate_plugin_sdk::claims::ClaimPath;
+use wasmgate_plugin_sdk::{PolicyError, Principal};
 
 /// Longest string kept (bytes).
 pub const MAX_STRING_BYTES: usize = 256;
 /// Most entries kept per list.
 pub const MAX_ENTRIES: usize = 256;
-
-/// A claim path: the keys to follow from the claims object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimPath(Vec<String>);
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum PathSpec {
-    Dotted(String),
-    Segments(Vec<String>),
-}
-
-impl ClaimPath {
-    /// A path of dot-separated segments.
-    pub fn dotted(path: &str) -> Result<Self, String> {
-        Self::segments(path.split('.').map(str::to_owned).collect())
-    }
-
-    /// A path of explicit segments.
-    pub fn segments(segments: Vec<String>) -> Result<Self, String> {
-        if segments.is_empty() || segments.iter().any(String::is_empty) {
-            return Err(format!("claim path {segments:?} has an empty segment"));
-        }
-        Ok(Self(segments))
-    }
-
-    /// Parses a single-path setting: a JSON array of segments if it starts
-    /// with `[`, a dotted path otherwise.
-    pub fn parse_setting(raw: &str) -> Result<Self, String> {
-        if raw.trim_start().starts_with('[') {
-            let segments: Vec<String> = serde_json::from_str(raw).map_err(|e| e.to_string())?;
-            Self::segments(segments)
-        } else {
-            Self::dotted(raw)
-        }
-    }
-
-    fn from_spec(spec: PathSpec) -> Result<Self, String> {
-        match spec {
-            PathSpec::Dotted(path) => Self::dotted(&path),
-            PathSpec::Segments(segments) => Self::segments(segments),
-        }
-    }
-
-    fn lookup<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
-        let (first, rest) = self.0.split_first()?;
-        let mut value = claims.get(first)?;
-        for segment in rest {
-            value = value.as_object()?.get(segment)?;
-        }
-        Some(value)
-    }
-}
 
 #[derive(Debug, Clone)]
 enum TenantSource {
@@ -137,17 +86,13 @@ impl MapperConfig {
                 .collect::<Result<_, _>>()
                 .map_err(|e| invalid("scopes-claim", e))?,
         };
-        let mut roles = match settings::json::<Vec<PathSpec>>(s, "roles-claims")? {
-            Some(specs) => specs
-                .into_iter()
-                .map(ClaimPath::from_spec)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| invalid("roles-claims", e))?,
+        let mut roles = match settings::json::<Vec<ClaimPath>>(s, "roles-claims")? {
+            Some(paths) => paths,
             None => vec![ClaimPath::dotted("realm_access.roles").map_err(|e| invalid("roles-claims", e))?],
         };
         let clients: Vec<String> = settings::json(s, "clients")?.unwrap_or_default();
         for client in clients {
-            let path = ClaimPath::segments(vec!["resource_access".to_owned(), client, "roles".to_owned()])
+            let path = ClaimPath::from_segments(vec!["resource_access".to_owned(), client, "roles".to_owned()])
                 .map_err(|e| invalid("clients", e))?;
             roles.push(path);
         }
@@ -164,14 +109,20 @@ impl MapperConfig {
         Ok(Self { subject, roles, scopes, groups, tenant })
     }
 
-    /// Maps verified claims (a JSON object) to a principal.
+    /// Maps verified claims, given as JSON text, to a principal: parses
+    /// them and calls [`map`](Self::map).
     pub fn map_claims(&self, claims: &str) -> Result<Principal, PolicyError> {
         let claims: Value = serde_json::from_str(claims)
             .map_err(|_| PolicyError::InvalidInput("claims are not valid JSON".to_owned()))?;
-        let Value::Object(claims) = claims else {
+        self.map(&claims)
+    }
+
+    /// Maps verified claims (a JSON object) to a principal.
+    pub fn map(&self, claims: &Value) -> Result<Principal, PolicyError> {
+        if !claims.is_object() {
             return Err(PolicyError::InvalidInput("claims are not a JSON object".to_owned()));
-        };
-        let subject = match self.subject.lookup(&claims) {
+        }
+        let subject = match self.subject.lookup(claims) {
             Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_STRING_BYTES => s.clone(),
             Some(Value::String(s)) if !s.is_empty() => {
                 return Err(PolicyError::InvalidInput(format!("subject claim longer than {MAX_STRING_BYTES} bytes")));
@@ -182,13 +133,13 @@ impl MapperConfig {
         };
         let mut roles = Bounded::default();
         for path in &self.roles {
-            if let Some(Value::Array(items)) = path.lookup(&claims) {
+            if let Some(Value::Array(items)) = path.lookup(claims) {
                 roles.extend_values(items);
             }
         }
         let mut scopes = Bounded::default();
         for path in &self.scopes {
-            match path.lookup(&claims) {
+            match path.lookup(claims) {
                 Some(Value::String(s)) => {
                     for scope in s.split_ascii_whitespace() {
                         if scopes.full() {
@@ -202,12 +153,12 @@ impl MapperConfig {
             }
         }
         let mut groups = Bounded::default();
-        if let Some(Value::Array(items)) = self.groups.lookup(&claims) {
+        if let Some(Value::Array(items)) = self.groups.lookup(claims) {
             groups.extend_values(items);
         }
         let tenant = match &self.tenant {
             TenantSource::Fixed(t) => Some(t.clone()),
-            TenantSource::Claim(path) => match path.lookup(&claims) {
+            TenantSource::Claim(path) => match path.lookup(claims) {
                 Some(Value::String(t)) if !t.is_empty() && t.len() <= MAX_STRING_BYTES => Some(t.clone()),
                 _ => None,
             },
@@ -407,6 +358,24 @@ mod tests {
         for bad in ["[]", "\"sub\"", "{", "null"] {
             assert!(matches!(m.map_claims(bad), Err(PolicyError::InvalidInput(_))));
         }
+    }
+
+    #[test]
+    fn parsed_claims_must_be_an_object() {
+        let m = mapper(&[]);
+        assert_eq!(m.map(&json!({"sub": "u"})).map(|p| p.subject), Ok("u".to_owned()));
+        for bad in [json!([]), json!("sub"), json!(null), json!(1)] {
+            assert!(matches!(m.map(&bad), Err(PolicyError::InvalidInput(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn roles_claims_entries_are_sdk_claim_paths() {
+        let claims = json!({"sub": "u", "a.b": {"roles": ["dotted-key"]}, "a": {"b": {"roles": ["nested"]}}});
+        // A string entry starting with `[` is a segment list, as in the
+        // single-path settings (`ClaimPath::parse_setting`).
+        let s = [("roles-claims", r#"["[\"a.b\", \"roles\"]", "a.b.roles"]"#)];
+        assert_eq!(map(&s, &claims).roles, strings(&["dotted-key", "nested"]));
     }
 
     #[test]

@@ -13,17 +13,28 @@
 
 use crate::pattern::PatternTable;
 use crate::settings::{self, Settings, invalid};
-use crate::types::{AuthClass, Classification, PolicyError};
 use serde::Deserialize;
+use wasmgate_plugin_sdk::{AuthClass, Classification, PolicyError};
 
 /// Default of the `wildcard-scope` setting (classifier and authorizer).
 pub const DEFAULT_WILDCARD_SCOPE: &str = "wasmgate:all";
+
+/// How `class` is written in `methods`: the WIT names (`dual-auth`).
+#[derive(Deserialize)]
+#[serde(remote = "AuthClass", rename_all = "kebab-case")]
+enum AuthClassName {
+    Unauthenticated,
+    SandboxSecret,
+    DualAuth,
+    Bearer,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MethodEntry {
     #[serde(rename = "match")]
     pattern: String,
+    #[serde(with = "AuthClassName")]
     class: AuthClass,
     #[serde(default)]
     scopes: Vec<String>,

@@ -21,8 +21,8 @@
 
 use crate::pattern::MethodPattern;
 use crate::settings::{self, Settings, invalid};
-use crate::types::{CredentialInfo, CredentialUse, LogLevel, PolicyError, Principal};
 use serde::Deserialize;
+use wasmgate_plugin_sdk::{CredentialInfo, CredentialUse, LogLevel, PolicyError, Principal};
 
 /// Default header of a rule.
 pub const DEFAULT_HEADER: &str = "authorization";
@@ -189,7 +189,7 @@ mod tests {
     }
 
     fn principal(tenant: Option<&str>) -> Principal {
-        Principal { subject: "u".into(), tenant: tenant.map(str::to_owned), ..Principal::default() }
+        Principal { tenant: tenant.map(str::to_owned), ..Principal::new("u") }
     }
 
     fn config(rules: &str) -> CredentialPolicyConfig {

@@ -1,10 +1,12 @@
 //! Decision logic of wasmgate's default policy components.
 //!
-//! This crate has no WIT bindings: it works on plain Rust mirrors of the
-//! contract's types ([`types`]) and reads settings through the [`Settings`]
-//! trait, so every rule is unit-tested on the host target. The component
-//! crates (`default-classifier`, `oidc-claims-mapper`, `rbac-authorizer`,
-//! `default-credential-policy`) only convert between the WIT types and these.
+//! The logic works on the types of `wasmgate-plugin-sdk` (the WIT types of
+//! `wasmgate:policy@0.1.0`) and reads settings through the [`Settings`]
+//! trait, so every rule is unit-tested on the host target without calling
+//! the host. The component crates (`default-classifier`,
+//! `oidc-claims-mapper`, `rbac-authorizer`, `default-credential-policy`) are
+//! written with the SDK like any other plugin: a role trait, an export
+//! macro, and the settings source `wasmgate_plugin_sdk::settings::raw`.
 #![forbid(unsafe_code)]
 
 pub mod authorizer;
@@ -13,7 +15,5 @@ pub mod classifier;
 pub mod credentials;
 pub mod pattern;
 pub mod settings;
-pub mod types;
 
 pub use settings::Settings;
-pub use types::*;

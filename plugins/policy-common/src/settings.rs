@@ -5,10 +5,11 @@
 //! therefore parsed as JSON; a setting that was written as a YAML string
 //! holding JSON text parses the same way.
 
-use crate::types::PolicyError;
 use serde::de::DeserializeOwned;
+use wasmgate_plugin_sdk::PolicyError;
 
-/// A source of settings: `host::get_config` in a component, a map in tests.
+/// A source of settings: `wasmgate_plugin_sdk::settings::raw` in a
+/// component, a list of pairs in tests.
 pub trait Settings {
     /// The raw value of `key`, `None` when it is not set.
     fn get(&self, key: &str) -> Option<String>;

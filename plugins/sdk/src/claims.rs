@@ -4,8 +4,8 @@
 //! (`realm_access.roles`) or as a list of segments
 //! (`["https://example.com/roles"]`), which is needed when a key contains a
 //! dot. Both forms deserialise into [`ClaimPath`], so a settings struct can
-//! simply hold a `ClaimPath` field. This is the same notation as the
-//! `oidc-claims-mapper` component's settings.
+//! simply hold a `ClaimPath` field. The `oidc-claims-mapper` component
+//! reads its claim-path settings with this type too.
 //!
 //! ```
 //! use wasmgate_plugin_sdk::claims::ClaimPath;

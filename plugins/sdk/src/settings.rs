@@ -15,7 +15,6 @@
 //! Calling [`raw`], [`get`], [`get_or`] or [`require`] outside a component
 //! panics; [`parse`] is pure and testable natively.
 
-use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
 use serde::de::DeserializeOwned;
@@ -24,14 +23,20 @@ use serde_json::Value;
 use crate::PolicyError;
 use crate::bindings::base::wasmgate::policy::host;
 
-/// Raw answers of `host.get-config`, per key, for this instance.
-static RAW: Mutex<BTreeMap<String, Option<String>>> = Mutex::new(BTreeMap::new());
+/// Raw answers of `host.get-config`, per key, for this instance. A
+/// component reads a handful of keys, so a list is smaller code than a map.
+static RAW: Mutex<Vec<(String, Option<String>)>> = Mutex::new(Vec::new());
 
 /// The setting `key` as the host returns it (`None` if it is not set),
 /// asking the host once per key and instance.
 pub fn raw(key: &str) -> Option<String> {
     let mut cache = RAW.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    cache.entry(key.to_owned()).or_insert_with(|| host::get_config(key)).clone()
+    if let Some((_, value)) = cache.iter().find(|(k, _)| k == key) {
+        return value.clone();
+    }
+    let value = host::get_config(key);
+    cache.push((key.to_owned(), value.clone()));
+    value
 }
 
 /// The setting `key` as a `T`, or `None` if it is not set.

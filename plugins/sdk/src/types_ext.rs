@@ -1,6 +1,21 @@
 //! Convenience constructors and queries on the WIT types.
 
+use std::fmt;
+
 use crate::{AuthClass, Classification, CredentialUse, Decision, PolicyError, Principal};
+
+impl fmt::Display for AuthClass {
+    /// The WIT name (`unauthenticated`, `sandbox-secret`, `dual-auth`,
+    /// `bearer`), as in settings and deny reasons.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthClass::Unauthenticated => "unauthenticated",
+            AuthClass::SandboxSecret => "sandbox-secret",
+            AuthClass::DualAuth => "dual-auth",
+            AuthClass::Bearer => "bearer",
+        })
+    }
+}
 
 impl PolicyError {
     /// `invalid-config`: the component's settings are missing or malformed.
@@ -99,6 +114,16 @@ mod tests {
         assert!(!p.has_scope("x") && !p.in_group("g"));
         assert!(matches!(PolicyError::invalid_config("x"), PolicyError::InvalidConfig(m) if m == "x"));
         assert_eq!(CredentialUse::bearer("s").prefix, "Bearer ");
+    }
+
+    #[test]
+    fn auth_classes_print_their_wit_names() {
+        let names: Vec<String> =
+            [AuthClass::Unauthenticated, AuthClass::SandboxSecret, AuthClass::DualAuth, AuthClass::Bearer]
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        assert_eq!(names, ["unauthenticated", "sandbox-secret", "dual-auth", "bearer"]);
     }
 
     #[test]
