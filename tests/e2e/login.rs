@@ -105,7 +105,9 @@ async fn login_device_flow_then_an_authenticated_call_then_a_refresh_with_rotati
     .expect("join");
     assert!(oauth.approve(&code), "the printed code {code:?} is the server's");
     let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
-    let rest: Vec<String> = rx.try_iter().collect();
+    // Every line up to the end of stderr: the reader thread may not have
+    // forwarded the last ones yet when the process has exited.
+    let rest: Vec<String> = tokio::task::spawn_blocking(move || rx.iter().collect()).await.expect("join");
     assert!(status.success(), "login failed: {rest:?}");
     assert!(rest.iter().any(|l| l.starts_with("Logged in to")), "{rest:?}");
     let stats = oauth.stats();
