@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::PolicyError;
-use super::engine::{Binding, Interface, Plugin, PluginEngine};
+use super::{Binding, Interface, Plugin, PluginEngine};
+use super::{GuestErrorKind, PolicyError};
 use crate::identity as id;
 
 /// Largest cases file read, bytes.
@@ -322,17 +322,16 @@ fn compare<T>(
     let wanted_error = match expect {
         Value::String(s) if s == "error" => Some(None),
         Value::Object(m) if m.len() == 1 && m.contains_key("error") => {
-            let kind = m["error"].as_str().ok_or("`error:` takes invalid-config, invalid-input or internal")?;
-            if !matches!(kind, "invalid-config" | "invalid-input" | "internal") {
-                return Err(format!("unknown error kind {kind:?} (invalid-config, invalid-input or internal)"));
-            }
+            let name = m["error"].as_str().ok_or("`error:` takes invalid-config, invalid-input or internal")?;
+            let kind = GuestErrorKind::from_name(name)
+                .ok_or_else(|| format!("unknown error kind {name:?} (invalid-config, invalid-input or internal)"))?;
             Some(Some(kind))
         }
         _ => None,
     };
     match (wanted_error, got) {
         (Some(None), Err(_)) => Ok(()),
-        (Some(Some(kind)), Err(PolicyError::Guest { detail, .. })) if detail.starts_with(&format!("{kind}:")) => Ok(()),
+        (Some(Some(kind)), Err(PolicyError::Guest { kind: got, .. })) if got == kind => Ok(()),
         (Some(_), Err(e)) => Err(format!("expected {}, got the failure: {e}", compact(expect))),
         (Some(_), Ok(_)) => Err(format!("expected {}, but the call succeeded", compact(expect))),
         (None, Err(e)) => Err(format!("expected {}, got the failure: {e}", compact(expect))),
