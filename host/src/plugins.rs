@@ -17,6 +17,12 @@
 //!
 //! Every failure (trap, deadline, memory cap, `policy-error`, malformed
 //! result) is returned as a [`PolicyError`] and counted; callers fail closed.
+//!
+//! Inside: `host` is the host interface (store state, the `host` import,
+//! limits, the empty WASI), `engine` the wasmtime engine and its epoch
+//! ticker, `plugin` a compiled component, `pool` a binding's instances,
+//! `calls` the typed calls, and `wit` the generated bindings, which no
+//! other module names.
 
 mod builtin;
 mod cache;
