@@ -1,11 +1,15 @@
 //! The gateway's vocabulary for calls and callers, shared by authentication,
 //! policy and forwarding. These mirror the WIT `types` interface; the
-//! conversions to and from the generated bindings live in `plugins`.
+//! conversions to and from the generated bindings live in `plugins`. They
+//! deserialize from the kebab-case form golden cases write them in.
 
 use std::fmt;
 
+use serde::Deserialize;
+
 /// How a method must be authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AuthClass {
     /// No credential required.
     Unauthenticated,
@@ -30,7 +34,8 @@ impl AuthClass {
 }
 
 /// The wire protocol of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     /// Plain HTTP.
     Http,
@@ -39,7 +44,12 @@ pub enum Protocol {
 }
 
 /// A call as policy sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Deserialized, only `path` is required: the protocol defaults to HTTP,
+/// the method to `GET` (`POST` for gRPC), the gRPC service and method to
+/// those of the path, route and authority to empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(from = "fields::CallInfo")]
 pub struct CallInfo {
     /// Wire protocol.
     pub protocol: Protocol,
@@ -57,12 +67,93 @@ pub struct CallInfo {
     pub authority: String,
 }
 
+impl CallInfo {
+    /// A call of `protocol` to `path` (without query); for gRPC the service
+    /// and method are those of the path ([`CallInfo::grpc_parts`]).
+    pub fn new(
+        protocol: Protocol,
+        http_method: impl Into<String>,
+        path: impl Into<String>,
+        route: impl Into<String>,
+        authority: impl Into<String>,
+    ) -> Self {
+        let path = path.into();
+        let (grpc_service, grpc_method) = match protocol {
+            Protocol::Grpc => {
+                let (service, method) = Self::grpc_parts(&path);
+                (service.to_owned(), method.to_owned())
+            }
+            Protocol::Http => (String::new(), String::new()),
+        };
+        Self {
+            protocol,
+            http_method: http_method.into(),
+            path,
+            grpc_service,
+            grpc_method,
+            route: route.into(),
+            authority: authority.into(),
+        }
+    }
+
+    /// The service and method of a gRPC path: `/package.Service/Method`
+    /// gives `("package.Service", "Method")`; a missing part is empty.
+    pub fn grpc_parts(path: &str) -> (&str, &str) {
+        let mut it = path.trim_start_matches('/').splitn(2, '/');
+        (it.next().unwrap_or_default(), it.next().unwrap_or_default())
+    }
+}
+
+/// The fields of a deserialized [`CallInfo`], before the defaults that
+/// depend on the protocol; named like it so that messages name it.
+mod fields {
+    use serde::Deserialize;
+
+    use super::Protocol;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct CallInfo {
+        #[serde(default)]
+        pub(super) protocol: Option<Protocol>,
+        #[serde(default)]
+        pub(super) http_method: Option<String>,
+        pub(super) path: String,
+        #[serde(default)]
+        pub(super) grpc_service: Option<String>,
+        #[serde(default)]
+        pub(super) grpc_method: Option<String>,
+        #[serde(default)]
+        pub(super) route: String,
+        #[serde(default)]
+        pub(super) authority: String,
+    }
+}
+
+impl From<fields::CallInfo> for CallInfo {
+    fn from(f: fields::CallInfo) -> Self {
+        let protocol = f.protocol.unwrap_or(Protocol::Http);
+        let method =
+            f.http_method.unwrap_or_else(|| if protocol == Protocol::Grpc { "POST" } else { "GET" }.to_owned());
+        let mut call = Self::new(protocol, method, f.path, f.route, f.authority);
+        if let Some(service) = f.grpc_service {
+            call.grpc_service = service;
+        }
+        if let Some(method) = f.grpc_method {
+            call.grpc_method = method;
+        }
+        call
+    }
+}
+
 /// A classifier's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Classification {
     /// Required authentication.
     pub class: AuthClass,
     /// Required scopes.
+    #[serde(default)]
     pub required_scopes: Vec<String>,
 }
 
@@ -75,9 +166,11 @@ impl Classification {
 }
 
 /// Which kind of credential authenticated a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CredentialKind {
     /// None presented.
+    #[default]
     None,
     /// The sandbox secret.
     SandboxSecret,
@@ -100,9 +193,11 @@ impl CredentialKind {
 }
 
 /// Where a credential was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TokenSource {
     /// Nowhere.
+    #[default]
     None,
     /// `Authorization: Bearer`.
     AuthorizationHeader,
@@ -128,30 +223,41 @@ impl TokenSource {
 }
 
 /// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Principal {
     /// Subject.
     pub subject: String,
     /// Tenant.
+    #[serde(default)]
     pub tenant: Option<String>,
     /// Roles.
+    #[serde(default)]
     pub roles: Vec<String>,
     /// Scopes.
+    #[serde(default)]
     pub scopes: Vec<String>,
     /// Groups.
+    #[serde(default)]
     pub groups: Vec<String>,
 }
 
-/// The outcome of authentication.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The outcome of authentication. Deserialized, every field is optional
+/// ([`Authentication::anonymous`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Authentication {
     /// Credential kind.
+    #[serde(default)]
     pub kind: CredentialKind,
     /// Where it came from.
+    #[serde(default)]
     pub source: TokenSource,
     /// The provider's name (OIDC only).
+    #[serde(default)]
     pub provider: Option<String>,
     /// The principal (tokens only).
+    #[serde(default)]
     pub principal: Option<Principal>,
 }
 
@@ -183,16 +289,19 @@ pub enum Decision {
 }
 
 /// A credential the driver can resolve.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CredentialInfo {
     /// Name.
     pub name: String,
     /// Upstream scopes.
+    #[serde(default)]
     pub scopes: Vec<String>,
 }
 
 /// "Inject credential X as header H with prefix P".
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CredentialUse {
     /// Catalogue name.
     pub credential: String,
@@ -223,3 +332,6 @@ impl fmt::Debug for BearerToken {
         write!(f, "BearerToken([redacted; {} bytes])", self.0.len())
     }
 }
+
+#[cfg(test)]
+mod tests;

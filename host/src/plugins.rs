@@ -17,20 +17,32 @@
 //!
 //! Every failure (trap, deadline, memory cap, `policy-error`, malformed
 //! result) is returned as a [`PolicyError`] and counted; callers fail closed.
+//!
+//! Inside: `host` is the host interface (store state, the `host` import,
+//! limits, the empty WASI), `engine` the wasmtime engine and its epoch
+//! ticker, `plugin` a compiled component, `pool` a binding's instances,
+//! `calls` the typed calls, and `wit` the generated bindings, which no
+//! other module names.
 
-mod bindings;
 mod builtin;
 mod cache;
+mod calls;
 mod cases;
 mod engine;
+mod host;
+mod plugin;
 mod policy_set;
+mod pool;
 mod slot;
-mod validate;
+pub(crate) mod validate;
+mod wit;
 
 pub use builtin::{BUILTINS, builtin_bytes, fixture_path};
 pub use cache::CacheError;
+pub use calls::Binding;
 pub use cases::{BoundCase, CaseFile, CaseResult, CasesError, cases_candidates_for, cases_path_for};
-pub use engine::{Binding, Exports, Interface, Plugin, PluginEngine};
+pub use engine::PluginEngine;
+pub use plugin::{Exports, Interface, Plugin};
 pub use policy_set::{BindingInfo, LoadedPlugin, PolicySet};
 pub use slot::{MAX_SHADOW_IN_FLIGHT, Scope, ShadowCounts, Slot};
 
@@ -61,11 +73,13 @@ pub enum PolicyError {
         detail: String,
     },
     /// The component returned `err(policy-error)`.
-    #[error("policy component {plugin} returned an error: {detail}")]
+    #[error("policy component {plugin} returned an error: {kind}: {detail}")]
     Guest {
         /// Component name.
         plugin: String,
-        /// The error, for logs.
+        /// Which `policy-error` case it returned.
+        kind: GuestErrorKind,
+        /// Its message, for logs.
         detail: String,
     },
     /// The component returned something the host does not accept.
@@ -96,6 +110,58 @@ impl PolicyError {
             Self::NotBound { .. } => "not_bound",
         }
     }
+}
+
+/// The case of a `policy-error` a component returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GuestErrorKind {
+    /// `invalid-config`: the binding's settings are unusable.
+    InvalidConfig,
+    /// `invalid-input`: the component cannot answer for this input.
+    InvalidInput,
+    /// `internal`: anything else.
+    Internal,
+}
+
+impl GuestErrorKind {
+    /// Every kind, in WIT order.
+    pub const ALL: [GuestErrorKind; 3] = [Self::InvalidConfig, Self::InvalidInput, Self::Internal];
+
+    /// The WIT name (`invalid-config`, `invalid-input`, `internal`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidConfig => "invalid-config",
+            Self::InvalidInput => "invalid-input",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The kind named `name` (its WIT name).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for GuestErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The first line of `e` (with its causes), at most 512 bytes: what a
+/// message about a wasmtime error keeps.
+fn first_line(e: &impl std::fmt::Display) -> String {
+    let s = format!("{e:#}");
+    let line = s.lines().next().unwrap_or_default();
+    let mut out = line.to_owned();
+    if out.len() > 512 {
+        let mut cut = 512;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
 }
 
 /// Why a component could not be loaded or bound.

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::cases::CaseFile;
-use super::engine::{Binding, Interface, Plugin, PluginEngine};
 use super::slot::{Scope, ShadowCounts, Slot};
 use super::validate::{self, ReservedHeaders};
+use super::{Binding, Interface, Plugin, PluginEngine};
 use super::{LoadError, builtin_bytes};
 use crate::config::{BindingConfig, Config};
 use crate::identity::Principal;

@@ -15,7 +15,7 @@ use std::sync::{Arc, LazyLock};
 use tokio::sync::Semaphore;
 
 use super::PolicyError;
-use super::engine::{Binding, Interface};
+use super::{Binding, Interface};
 use crate::identity as id;
 use crate::metrics;
 

@@ -50,9 +50,10 @@ const FORBIDDEN_HEADERS: &[&str] = &[
     "x-rewrite-url",
 ];
 
-/// Lowercase, with `_` read as `-`: how the identity-header stripper
-/// compares names, since upstreams may treat the two alike.
-fn fold(name: &str) -> String {
+/// Lowercase, with `_` read as `-`: the form two header names that an
+/// upstream might treat alike share. The identity-header stripper and the
+/// credential-header checks compare names in this form.
+pub(crate) fn fold(name: &str) -> String {
     name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect()
 }
 
@@ -205,6 +206,13 @@ pub(super) fn credential_uses(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_names_fold_to_lowercase_with_dashes() {
+        assert_eq!(fold("X-Wasmgate_Subject"), "x-wasmgate-subject");
+        assert_eq!(fold("content_LENGTH"), "content-length");
+        assert_eq!(fold(""), "");
+    }
 
     fn principal_with(subject: &str, roles: &[&str]) -> Principal {
         Principal {
