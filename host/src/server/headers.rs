@@ -8,11 +8,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::config::{IdentityHeadersConfig, TrustedProxies};
 use crate::identity::Authentication;
 
-/// Lowercase, with `_` folded to `-`: the form two header names that a
-/// server might treat alike share.
-fn fold(name: &str) -> String {
-    name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect()
-}
+/// Header names are compared folded (lowercase, `_` as `-`), the same way
+/// the credential-header checks compare them.
+use crate::plugins::validate::fold;
 
 /// The gateway's identity headers (`<prefix>subject`, ...): every
 /// client-sent one is stripped, and the gateway sets its own for the

@@ -20,7 +20,7 @@ use super::call::{Call, Phase, Reject};
 use super::reject::Rejection;
 use super::routes::Unresolved;
 use crate::auth::Authenticated;
-use crate::identity::{AuthzRequest, Decision};
+use crate::identity::{AuthzRequest, CallInfo, Decision, Protocol};
 use crate::plugins::PolicySet;
 
 /// An accepted `Upgrade: websocket`: the client's side of the connection
@@ -136,8 +136,8 @@ impl Call {
                 "content-length over the route's max_request_body_bytes",
             ));
         }
-        self.info =
-            Some(target::call_info(self.grpc, parts.method.as_str(), &self.path, &route.cfg.name, &self.authority));
+        let protocol = if self.grpc { Protocol::Grpc } else { Protocol::Http };
+        self.info = Some(CallInfo::new(protocol, parts.method.as_str(), &self.path, &route.cfg.name, &self.authority));
         self.done(Phase::Route);
         Ok(upgrade)
     }

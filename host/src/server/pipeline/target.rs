@@ -2,7 +2,6 @@
 
 use http::request::Parts;
 
-use crate::identity::{CallInfo, Protocol};
 
 /// The one authority of a request: the target's (absolute-form, or h2
 /// `:authority`) or the `Host` header's, which must agree. Two `Host`
@@ -56,23 +55,4 @@ pub(super) fn set_target(parts: &mut Parts, path: &str) -> Result<(), http::uri:
     };
     parts.uri = http::Uri::from(pq);
     Ok(())
-}
-
-/// The call as the policy sees it.
-pub(super) fn call_info(grpc: bool, method: &str, path: &str, route: &str, authority: &str) -> CallInfo {
-    let (grpc_service, grpc_method) = if grpc {
-        let mut it = path.trim_start_matches('/').splitn(2, '/');
-        (it.next().unwrap_or_default().to_owned(), it.next().unwrap_or_default().to_owned())
-    } else {
-        (String::new(), String::new())
-    };
-    CallInfo {
-        protocol: if grpc { Protocol::Grpc } else { Protocol::Http },
-        http_method: method.to_owned(),
-        path: path.to_owned(),
-        grpc_service,
-        grpc_method,
-        route: route.to_owned(),
-        authority: authority.to_owned(),
-    }
 }
