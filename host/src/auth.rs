@@ -4,7 +4,7 @@
 //! [`Authenticator::extract`] finds the presented credentials and
 //! [`Authenticator::authenticate`] checks them for the method's
 //! [`AuthClass`]. Bearer tokens go through a strict pre-parse
-//! ([`jwt`]) before any key lookup, and are then routed by their exact `iss`
+//! ([`crate::jose`]) before any key lookup, and are then routed by their exact `iss`
 //! either to one OIDC provider (keys from its JWKS only) or to the gateway's
 //! own HMAC tokens ([`crate::tokens`]); the two never share keys. Every
 //! failure is a typed [`AuthError`] that maps to one of four
@@ -13,9 +13,8 @@
 mod cache;
 mod extract;
 mod jwks;
-pub(crate) mod jwt;
 mod provider;
-pub(crate) mod secret;
+mod secret;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
@@ -32,10 +31,11 @@ use http::HeaderName;
 
 use crate::config::AuthConfig;
 use crate::identity::{AuthClass, Principal, TokenSource};
-use crate::tokens::{GatewayTokens, TokenError};
+use crate::jose::{self, now_unix};
+use crate::tokens::{GatewayTokenError, GatewayTokens};
 
+pub use crate::jose::JwtError;
 pub use extract::Presented;
-pub use jwt::JwtError;
 
 use cache::VerifiedCache;
 use extract::ExtractConfig;
@@ -111,7 +111,7 @@ pub enum TokenRejection {
     SandboxSecretNotConfigured,
     /// A gateway token was refused.
     #[error("gateway token: {0}")]
-    Gateway(TokenError),
+    Gateway(GatewayTokenError),
 }
 
 /// Authentication errors. Messages never contain secrets or token contents.
@@ -173,7 +173,7 @@ impl AuthError {
                 TokenRejection::Typ => "typ_mismatch",
                 TokenRejection::SandboxSecretMismatch => "sandbox_secret_mismatch",
                 TokenRejection::SandboxSecretNotConfigured => "sandbox_secret_not_configured",
-                TokenRejection::Gateway(TokenError::Revoked) => "gateway_token_revoked",
+                TokenRejection::Gateway(GatewayTokenError::Revoked) => "gateway_token_revoked",
                 TokenRejection::Gateway(_) => "gateway_token_invalid",
             },
         }
@@ -204,9 +204,10 @@ impl fmt::Debug for VerifiedToken {
     }
 }
 
-/// Who authenticated, and how.
+/// What the credential the caller presented verified as: who, and how.
+/// (The pipeline turns it into the policy's [`crate::identity::Authentication`].)
 #[derive(Debug, Clone)]
-pub enum Authenticated {
+pub enum Verified {
     /// No credential was needed (credentials were ignored).
     Anonymous,
     /// The sandbox secret matched.
@@ -270,12 +271,6 @@ impl fmt::Debug for Authenticator {
     }
 }
 
-pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 impl Authenticator {
     /// Builds providers and spawns background JWKS discovery/refresh on the
     /// current tokio runtime (required when providers are configured); never
@@ -286,7 +281,7 @@ impl Authenticator {
         let sandbox = match &cfg.sandbox_secret {
             Some(src) => {
                 let v = src.resolve().map_err(|e| AuthError::Config(e.to_string()))?;
-                Some((SandboxSecret::new(v.expose()), secret::sha256(v.expose())))
+                Some((SandboxSecret::new(v.expose()), jose::sha256(v.expose())))
             }
             None => None,
         };
@@ -365,9 +360,9 @@ impl Authenticator {
     }
 
     /// Authenticates a request of the given class.
-    pub async fn authenticate(&self, class: AuthClass, presented: &Presented) -> Result<Authenticated, AuthError> {
+    pub async fn authenticate(&self, class: AuthClass, presented: &Presented) -> Result<Verified, AuthError> {
         match class {
-            AuthClass::Unauthenticated => Ok(Authenticated::Anonymous),
+            AuthClass::Unauthenticated => Ok(Verified::Anonymous),
             AuthClass::SandboxSecret => self.check_sandbox(presented),
             // If a sandbox secret is presented it alone decides: no fallback to bearer.
             AuthClass::DualAuth if presented.has_sandbox_secret() => self.check_sandbox(presented),
@@ -378,7 +373,7 @@ impl Authenticator {
     /// Verifies a bearer token without consulting or filling the verified-token
     /// cache (benchmarks and diagnostics).
     #[doc(hidden)]
-    pub async fn verify_bearer_uncached(&self, token: &str) -> Result<Authenticated, AuthError> {
+    pub async fn verify_bearer_uncached(&self, token: &str) -> Result<Verified, AuthError> {
         if token.len() > self.inner.extract.max_token_bytes {
             return Err(TokenRejection::TooLarge.into());
         }
@@ -402,7 +397,7 @@ impl Authenticator {
         self.inner.providers.iter().all(|p| p.usable_keys().is_some())
     }
 
-    fn check_sandbox(&self, presented: &Presented) -> Result<Authenticated, AuthError> {
+    fn check_sandbox(&self, presented: &Presented) -> Result<Verified, AuthError> {
         if presented.sandbox_conflict {
             return Err(AuthError::InvalidRequest("repeated_sandbox_secret"));
         }
@@ -416,13 +411,13 @@ impl Authenticator {
             return Err(TokenRejection::SandboxSecretNotConfigured.into());
         };
         if secret.matches(given.expose()) {
-            Ok(Authenticated::SandboxSecret)
+            Ok(Verified::SandboxSecret)
         } else {
             Err(TokenRejection::SandboxSecretMismatch.into())
         }
     }
 
-    async fn check_bearer(&self, presented: &Presented, use_cache: bool) -> Result<Authenticated, AuthError> {
+    async fn check_bearer(&self, presented: &Presented, use_cache: bool) -> Result<Verified, AuthError> {
         if presented.bearer_conflict {
             return Err(AuthError::InvalidRequest("multiple_credentials"));
         }
@@ -438,12 +433,7 @@ impl Authenticator {
         self.verify_token(token.expose(), *source, use_cache).await
     }
 
-    async fn verify_token(
-        &self,
-        token: &str,
-        source: TokenSource,
-        use_cache: bool,
-    ) -> Result<Authenticated, AuthError> {
+    async fn verify_token(&self, token: &str, source: TokenSource, use_cache: bool) -> Result<Verified, AuthError> {
         let inner = &*self.inner;
         let now = now_unix();
         if use_cache && let Some(hit) = inner.cache.get(token) {
@@ -452,7 +442,7 @@ impl Authenticator {
                     cache::Kind::Oidc { token: verified, provider, kid, fingerprint } => {
                         let provider = &inner.providers[*provider];
                         if provider.still_has(kid, fingerprint) {
-                            return Ok(Authenticated::Oidc {
+                            return Ok(Verified::Oidc {
                                 provider: provider.name.clone(),
                                 token: verified.clone(),
                                 source,
@@ -465,7 +455,7 @@ impl Authenticator {
                             && g.key_is_live(kid)
                             && !g.is_revoked(jti)
                         {
-                            return Ok(Authenticated::Gateway {
+                            return Ok(Verified::Gateway {
                                 principal: principal.clone(),
                                 expires_at: *expires_at,
                                 source,
@@ -476,7 +466,7 @@ impl Authenticator {
             }
             inner.cache.remove(token);
         }
-        let parsed = jwt::parse(token).map_err(TokenRejection::Malformed)?;
+        let parsed = jose::parse(token).map_err(TokenRejection::Malformed)?;
         let Some(iss) = parsed.issuer() else {
             return Err(TokenRejection::Claim("iss").into());
         };
@@ -501,7 +491,7 @@ impl Authenticator {
                     },
                 );
             }
-            return Ok(Authenticated::Gateway { principal, expires_at, source });
+            return Ok(Verified::Gateway { principal, expires_at, source });
         }
         let Some(&idx) = inner.by_issuer.get(iss) else {
             return Err(TokenRejection::UnknownIssuer.into());
@@ -523,7 +513,7 @@ impl Authenticator {
                 },
             );
         }
-        Ok(Authenticated::Oidc { provider: provider.name.clone(), token: verified, source })
+        Ok(Verified::Oidc { provider: provider.name.clone(), token: verified, source })
     }
 }
 

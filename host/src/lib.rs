@@ -9,6 +9,8 @@
 //! - [`credentials`]: upstream credentials from the credentials driver, cached.
 //! - [`auth`]: OIDC providers, JWKS caching, JWT verification, sandbox secret.
 //! - [`tokens`]: the gateway's own HMAC tokens.
+//! - [`jose`]: the JWT primitives `auth` and `tokens` share (strict JWS
+//!   parsing, base64url, time rules, SHA-256); a leaf.
 //! - [`plugins`]: the WebAssembly component host and the policy set.
 //! - [`server`]: listeners, the request pipeline, forwarding, error mapping.
 //! - [`reload`]: live policy reload (folder watch, SIGHUP).
@@ -26,6 +28,7 @@ pub mod credentials;
 pub mod demo;
 pub mod drivers;
 pub mod identity;
+pub mod jose;
 pub mod login;
 pub mod metrics;
 pub mod plugins;

@@ -11,7 +11,7 @@ use moka::sync::Cache;
 use super::State;
 use super::reject::Rejection;
 use super::routes::{Route, Unresolved};
-use crate::auth::Authenticated;
+use crate::auth::Verified;
 use crate::identity::{
     AuthClass, Authentication, AuthzRequest, CallInfo, Classification, CredentialKind, Decision, Principal, Protocol,
     TokenSource,
@@ -368,24 +368,24 @@ async fn classify(
 async fn authentication_of(
     state: &State,
     policy: &PolicySet,
-    authenticated: &Authenticated,
+    authenticated: &Verified,
     token: Option<&str>,
 ) -> Result<Authentication, String> {
     Ok(match authenticated {
-        Authenticated::Anonymous => Authentication::anonymous(),
-        Authenticated::SandboxSecret => Authentication {
+        Verified::Anonymous => Authentication::anonymous(),
+        Verified::SandboxSecret => Authentication {
             kind: CredentialKind::SandboxSecret,
             source: TokenSource::SandboxHeader,
             provider: None,
             principal: None,
         },
-        Authenticated::Gateway { principal, source, .. } => Authentication {
+        Verified::Gateway { principal, source, .. } => Authentication {
             kind: CredentialKind::GatewayToken,
             source: *source,
             provider: None,
             principal: Some(principal.clone()),
         },
-        Authenticated::Oidc { provider, token: verified, source } => {
+        Verified::Oidc { provider, token: verified, source } => {
             let principal =
                 map_principal(state, policy, provider, &verified.claims_json, verified.expires_at, token).await?;
             Authentication {

@@ -19,7 +19,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use super::TokenError;
+use super::GatewayTokenError;
 use super::keys::{ACTIVE_FILE, KeyMaterial};
 use super::revoked;
 
@@ -44,7 +44,7 @@ pub enum AdminError {
     Refused(String),
     /// The current key folder is not valid.
     #[error(transparent)]
-    Keys(#[from] TokenError),
+    Keys(#[from] GatewayTokenError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AdminError + '_ {
@@ -346,7 +346,7 @@ fn apply_projected(dir: &Path, changes: &[(&str, Change)]) -> Result<(), AdminEr
         }
     }
     let new_dir = tempfile::Builder::new()
-        .prefix(&format!("..wasmgate_{}_", crate::auth::now_unix()))
+        .prefix(&format!("..wasmgate_{}_", crate::jose::now_unix()))
         .permissions(fs::Permissions::from_mode(0o755))
         .tempdir_in(dir)
         .map_err(io(dir))?;

@@ -16,7 +16,7 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
-use super::{Live, TokenError};
+use super::{GatewayTokenError, Live};
 use crate::config::paths;
 
 /// Quiet time after the last change before a reload.
@@ -25,7 +25,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(50);
 const RESYNC: Duration = Duration::from_secs(60);
 
 /// Starts watching on the current tokio runtime; stops when `live` is dropped.
-pub(super) fn spawn(live: &Arc<Live>) -> Result<(), TokenError> {
+pub(super) fn spawn(live: &Arc<Live>) -> Result<(), GatewayTokenError> {
     // Absolute (`Config::load` already made them so; a config built in
     // code may not have), so the watch never depends on the working directory.
     let mut dirs: Vec<PathBuf> = Vec::new();
@@ -43,7 +43,7 @@ pub(super) fn spawn(live: &Arc<Live>) -> Result<(), TokenError> {
         return Ok(());
     }
     let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| TokenError::Config("watching the key folder needs a tokio runtime".into()))?;
+        .map_err(|_| GatewayTokenError::Config("watching the key folder needs a tokio runtime".into()))?;
     let (tx, rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(event) = res
@@ -52,11 +52,11 @@ pub(super) fn spawn(live: &Arc<Live>) -> Result<(), TokenError> {
             let _ = tx.send(());
         }
     })
-    .map_err(|e| TokenError::Config(format!("cannot watch the key folder: {e}")))?;
+    .map_err(|e| GatewayTokenError::Config(format!("cannot watch the key folder: {e}")))?;
     for d in &dirs {
         watcher
             .watch(d, RecursiveMode::NonRecursive)
-            .map_err(|e| TokenError::Config(format!("cannot watch {}: {e}", d.display())))?;
+            .map_err(|e| GatewayTokenError::Config(format!("cannot watch {}: {e}", d.display())))?;
     }
     handle.spawn(run(Arc::downgrade(live), rx, watcher));
     Ok(())
@@ -101,7 +101,7 @@ struct Outcomes {
 }
 
 impl Outcomes {
-    fn report(&mut self, what: &'static str, result: Result<Option<String>, TokenError>) {
+    fn report(&mut self, what: &'static str, result: Result<Option<String>, GatewayTokenError>) {
         match result {
             Ok(None) => {
                 self.errors.remove(what);
