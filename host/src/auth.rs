@@ -11,10 +11,12 @@
 //! [`AuthFailureKind`]s; nothing fails open.
 
 mod cache;
+mod error;
 mod extract;
 mod jwks;
 mod provider;
 mod secret;
+mod strip;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
@@ -32,153 +34,16 @@ use http::HeaderName;
 use crate::config::AuthConfig;
 use crate::identity::{AuthClass, Principal, TokenSource};
 use crate::jose::{self, now_unix};
-use crate::tokens::{GatewayTokenError, GatewayTokens};
+use crate::tokens::GatewayTokens;
 
 pub use crate::jose::JwtError;
+pub use error::{AuthError, AuthFailureKind, TokenRejection};
 pub use extract::Presented;
 
 use cache::VerifiedCache;
 use extract::ExtractConfig;
 use provider::Provider;
 use secret::SandboxSecret;
-
-/// How an authentication failure is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AuthFailureKind {
-    /// No credential: 401 without an `error` parameter.
-    Missing,
-    /// A malformed request (e.g. two credentials): 401 `error="invalid_request"`.
-    InvalidRequest,
-    /// The credential is invalid: 401 `error="invalid_token"`.
-    InvalidToken,
-    /// Keys are not available (JWKS unreachable, nothing usable): 503.
-    Unavailable,
-}
-
-/// Why a token or secret was refused. Never carries token contents.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenRejection {
-    /// The strict pre-parse failed.
-    #[error(transparent)]
-    Malformed(#[from] JwtError),
-    /// Longer than `max_token_bytes`.
-    #[error("credential too large")]
-    TooLarge,
-    /// `iss` names no configured provider or the gateway.
-    #[error("unknown issuer")]
-    UnknownIssuer,
-    /// No `kid` while the provider has several keys.
-    #[error("token has no kid")]
-    MissingKid,
-    /// The `kid` is not in the provider's key set (even after a refetch).
-    #[error("unknown kid")]
-    UnknownKid,
-    /// Header `alg` differs from the key's algorithm.
-    #[error("algorithm does not match the key")]
-    AlgorithmMismatch,
-    /// The signature does not verify.
-    #[error("bad signature")]
-    BadSignature,
-    /// Past `exp` plus leeway.
-    #[error("token expired")]
-    Expired,
-    /// Before `nbf` minus leeway.
-    #[error("token not yet valid")]
-    NotYetValid,
-    /// `iat` in the future beyond leeway.
-    #[error("token issued in the future")]
-    IssuedInFuture,
-    /// `exp - iat` above the configured maximum.
-    #[error("token lifetime exceeds the maximum")]
-    LifetimeTooLong,
-    /// A claim is missing or has the wrong type.
-    #[error("claim {0:?} missing or malformed")]
-    Claim(&'static str),
-    /// `aud` does not name us.
-    #[error("audience mismatch")]
-    Audience,
-    /// `iss` mismatch after routing.
-    #[error("issuer mismatch")]
-    Issuer,
-    /// `typ` differs from the provider's `required_typ`.
-    #[error("token type not accepted")]
-    Typ,
-    /// The sandbox secret does not match.
-    #[error("sandbox secret mismatch")]
-    SandboxSecretMismatch,
-    /// A sandbox secret was required but none is configured (fail closed).
-    #[error("sandbox secret not configured")]
-    SandboxSecretNotConfigured,
-    /// A gateway token was refused.
-    #[error("gateway token: {0}")]
-    Gateway(GatewayTokenError),
-}
-
-/// Authentication errors. Messages never contain secrets or token contents.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AuthError {
-    /// No credential was presented.
-    #[error("no credentials presented")]
-    Missing,
-    /// The request is malformed (e.g. credentials in two places).
-    #[error("invalid request: {0}")]
-    InvalidRequest(&'static str),
-    /// The credential is invalid.
-    #[error("invalid token: {0}")]
-    InvalidToken(#[from] TokenRejection),
-    /// The provider has no usable keys.
-    #[error("identity provider {provider:?} has no usable keys")]
-    Unavailable {
-        /// The provider's name.
-        provider: Arc<str>,
-    },
-    /// The configuration cannot be used.
-    #[error("authentication configuration: {0}")]
-    Config(String),
-}
-
-impl AuthError {
-    /// How the failure maps to a response.
-    pub fn kind(&self) -> AuthFailureKind {
-        match self {
-            Self::Missing => AuthFailureKind::Missing,
-            Self::InvalidRequest(_) => AuthFailureKind::InvalidRequest,
-            Self::InvalidToken(_) => AuthFailureKind::InvalidToken,
-            Self::Unavailable { .. } | Self::Config(_) => AuthFailureKind::Unavailable,
-        }
-    }
-
-    /// A short, stable reason for logs and metrics (never secrets).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Missing => "missing_credentials",
-            Self::InvalidRequest(r) => r,
-            Self::Unavailable { .. } => "keys_unavailable",
-            Self::Config(_) => "config",
-            Self::InvalidToken(r) => match r {
-                TokenRejection::Malformed(_) => "malformed_token",
-                TokenRejection::TooLarge => "token_too_large",
-                TokenRejection::UnknownIssuer => "unknown_issuer",
-                TokenRejection::MissingKid => "missing_kid",
-                TokenRejection::UnknownKid => "unknown_kid",
-                TokenRejection::AlgorithmMismatch => "algorithm_mismatch",
-                TokenRejection::BadSignature => "bad_signature",
-                TokenRejection::Expired => "expired",
-                TokenRejection::NotYetValid => "not_yet_valid",
-                TokenRejection::IssuedInFuture => "issued_in_future",
-                TokenRejection::LifetimeTooLong => "lifetime_too_long",
-                TokenRejection::Claim(_) => "bad_claim",
-                TokenRejection::Audience => "audience_mismatch",
-                TokenRejection::Issuer => "issuer_mismatch",
-                TokenRejection::Typ => "typ_mismatch",
-                TokenRejection::SandboxSecretMismatch => "sandbox_secret_mismatch",
-                TokenRejection::SandboxSecretNotConfigured => "sandbox_secret_not_configured",
-                TokenRejection::Gateway(GatewayTokenError::Revoked) => "gateway_token_revoked",
-                TokenRejection::Gateway(_) => "gateway_token_invalid",
-            },
-        }
-    }
-}
 
 /// A verified OIDC token. `Debug` shows the claims only as their length.
 #[derive(Clone, PartialEq, Eq)]
@@ -357,6 +222,20 @@ impl Authenticator {
     /// Finds the credentials a request presents (before the method class is known).
     pub fn extract(&self, headers: &http::HeaderMap, uri: &http::Uri, allow_query: bool) -> Presented {
         extract::extract(&self.inner.extract, headers, uri, allow_query)
+    }
+
+    /// Removes the client's credentials from a request about to be
+    /// forwarded: `Authorization` (unless `keep_authorization`), the
+    /// sandbox-secret header, the token cookie, and the token query
+    /// parameter when the route accepts query tokens (`allow_query_token`).
+    /// Other cookies and parameters are kept.
+    pub fn strip_credentials(
+        &self,
+        parts: &mut http::request::Parts,
+        keep_authorization: bool,
+        allow_query_token: bool,
+    ) {
+        strip::strip(&self.inner.extract, parts, keep_authorization, allow_query_token);
     }
 
     /// Authenticates a request of the given class.
