@@ -18,6 +18,8 @@
 //! - [`login`]: `wasmgate login`, `token print`, `call`: OAuth flows and the
 //!   credentials file.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`files`]: the one atomic file write and the one debounced folder watch.
+//! - [`retry`]: the one exponential back-off.
 
 pub mod admin;
 pub mod auth;
@@ -27,11 +29,13 @@ pub mod config;
 pub mod credentials;
 pub mod demo;
 pub mod drivers;
+pub mod files;
 pub mod identity;
 pub mod jose;
 pub mod login;
 pub mod metrics;
 pub mod plugins;
 pub mod reload;
+pub mod retry;
 pub mod server;
 pub mod tokens;
