@@ -13,6 +13,7 @@ use super::jwks::{self, FetchError, KeySet, ProviderKey};
 use super::{AuthError, TokenRejection, VerifiedToken};
 use crate::config::{JwksConfig, ProviderConfig};
 use crate::jose::{self, ParsedJwt, TimeError, check_times};
+use crate::retry::Backoff;
 
 /// State that only the holder of the fetch lock touches.
 #[derive(Debug, Default)]
@@ -328,8 +329,7 @@ pub(crate) fn next_refresh_delay(cfg: &JwksConfig, max_age: Option<Duration>, fa
             None => interval,
         }
     } else {
-        let backoff = Duration::from_secs(1u64 << failures.saturating_sub(1).min(16));
-        backoff.min(interval).min(Duration::from_secs(300))
+        Backoff { base: Duration::from_secs(1), cap: interval.min(Duration::from_secs(300)) }.delay(failures)
     };
     let factor = 0.9 + 0.2 * jitter.clamp(0.0, 1.0);
     base.mul_f64(factor).max(Duration::from_millis(500))
