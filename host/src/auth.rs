@@ -18,6 +18,7 @@ mod provider;
 mod secret;
 mod strip;
 #[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
@@ -252,6 +253,7 @@ impl Authenticator {
     /// Verifies a bearer token without consulting or filling the verified-token
     /// cache (benchmarks and diagnostics).
     #[doc(hidden)]
+    #[cfg(any(test, feature = "testing"))]
     pub async fn verify_bearer_uncached(&self, token: &str) -> Result<Verified, AuthError> {
         if token.len() > self.inner.extract.max_token_bytes {
             return Err(TokenRejection::TooLarge.into());

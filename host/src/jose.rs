@@ -10,9 +10,9 @@ mod jws;
 mod time;
 
 pub use jws::JwtError;
-pub(crate) use jws::{
-    B64URL, JwtHeader, ParsedJwt, alg_from_name, audience_matches, kid_is_valid, numeric_date, parse, parse_jws,
-};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use jws::{B64URL, parse_jws};
+pub(crate) use jws::{JwtHeader, ParsedJwt, alg_from_name, audience_matches, kid_is_valid, numeric_date, parse};
 pub use time::TimeError;
 pub(crate) use time::{check_times, now_unix};
 

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod flows;
 pub mod http;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::path::Path;

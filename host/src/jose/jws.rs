@@ -171,6 +171,7 @@ pub(crate) fn parse(token: &str) -> Result<ParsedJwt<'_>, JwtError> {
     Ok(ParsedJwt { header, claims, signing_input: seg.signing_input, signature: seg.signature })
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// A compact JWS that passed every rule of [`parse`] but those on the
 /// payload (which may be empty and need not be JSON). Signature NOT yet checked.
 pub(crate) struct ParsedJws<'a> {
@@ -182,6 +183,7 @@ pub(crate) struct ParsedJws<'a> {
     pub signature: Vec<u8>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// [`parse`] without the payload rules: the signature layer alone, for test
 /// vectors and fuzzing whose payloads are not JWT claims.
 pub(crate) fn parse_jws(token: &str) -> Result<ParsedJws<'_>, JwtError> {
