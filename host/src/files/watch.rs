@@ -182,7 +182,7 @@ mod tests {
         assert!(!next(&mut w, DEBOUNCE * 6).await);
         w.stop();
         let missing = dir.path().join("missing");
-        let e = watch_folders(&[missing.clone()], DEBOUNCE, not_a_read).expect_err("no such folder");
+        let e = watch_folders(std::slice::from_ref(&missing), DEBOUNCE, not_a_read).expect_err("no such folder");
         assert!(e.to_string().contains(&*missing.to_string_lossy()), "{e}");
     }
 
