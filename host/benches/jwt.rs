@@ -16,7 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use wasmgate::auth::{Authenticated, Authenticator};
+use wasmgate::auth::{Authenticator, Verified};
 use wasmgate::config::{AuthConfig, GatewayTokensConfig, JwksConfig, ProviderConfig, SecretSource};
 use wasmgate::identity::AuthClass;
 use wasmgate::tokens::{GatewayTokens, MintRequest};
@@ -129,7 +129,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("{:?}", k.alg), |b| {
             b.iter(|| {
                 let r = futures::executor::block_on(auth.verify_bearer_uncached(&token));
-                assert!(matches!(r, Ok(Authenticated::Oidc { .. })));
+                assert!(matches!(r, Ok(Verified::Oidc { .. })));
             })
         });
     }
@@ -146,7 +146,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("HS256 gateway", |b| {
         b.iter(|| {
             let r = futures::executor::block_on(auth.verify_bearer_uncached(&gw_token));
-            assert!(matches!(r, Ok(Authenticated::Gateway { .. })));
+            assert!(matches!(r, Ok(Verified::Gateway { .. })));
         })
     });
     // Keys from a folder and 10 000 revoked jtis: the revocation check on
@@ -167,7 +167,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("HS256 gateway, 10k revoked", |b| {
         b.iter(|| {
             let r = futures::executor::block_on(folder_auth.verify_bearer_uncached(&gw_token));
-            assert!(matches!(r, Ok(Authenticated::Gateway { .. })));
+            assert!(matches!(r, Ok(Verified::Gateway { .. })));
         })
     });
     group.finish();
@@ -184,7 +184,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             // The future completes without yielding: poll it directly.
             let r = futures::executor::block_on(auth.authenticate(AuthClass::Bearer, &presented));
-            assert!(matches!(r, Ok(Authenticated::Oidc { .. })));
+            assert!(matches!(r, Ok(Verified::Oidc { .. })));
         })
     });
     // A repeated gateway token: served from the verified-token cache after
@@ -199,7 +199,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("cache_hit/authenticate gateway token, 10k revoked", |b| {
         b.iter(|| {
             let r = futures::executor::block_on(folder_auth.authenticate(AuthClass::Bearer, &gw_presented));
-            assert!(matches!(r, Ok(Authenticated::Gateway { .. })));
+            assert!(matches!(r, Ok(Verified::Gateway { .. })));
         })
     });
     c.bench_function("extract/authorization", |b| {

@@ -4,19 +4,21 @@
 //! [`Authenticator::extract`] finds the presented credentials and
 //! [`Authenticator::authenticate`] checks them for the method's
 //! [`AuthClass`]. Bearer tokens go through a strict pre-parse
-//! ([`jwt`]) before any key lookup, and are then routed by their exact `iss`
+//! ([`crate::jose`]) before any key lookup, and are then routed by their exact `iss`
 //! either to one OIDC provider (keys from its JWKS only) or to the gateway's
 //! own HMAC tokens ([`crate::tokens`]); the two never share keys. Every
 //! failure is a typed [`AuthError`] that maps to one of four
 //! [`AuthFailureKind`]s; nothing fails open.
 
 mod cache;
+mod error;
 mod extract;
 mod jwks;
-pub(crate) mod jwt;
 mod provider;
-pub(crate) mod secret;
+mod secret;
+mod strip;
 #[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
@@ -32,153 +34,17 @@ use http::HeaderName;
 
 use crate::config::AuthConfig;
 use crate::identity::{AuthClass, Principal, TokenSource};
-use crate::tokens::{GatewayTokens, TokenError};
+use crate::jose::{self, now_unix};
+use crate::tokens::GatewayTokens;
 
+pub use crate::jose::JwtError;
+pub use error::{AuthError, AuthFailureKind, TokenRejection};
 pub use extract::Presented;
-pub use jwt::JwtError;
 
 use cache::VerifiedCache;
 use extract::ExtractConfig;
 use provider::Provider;
 use secret::SandboxSecret;
-
-/// How an authentication failure is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AuthFailureKind {
-    /// No credential: 401 without an `error` parameter.
-    Missing,
-    /// A malformed request (e.g. two credentials): 401 `error="invalid_request"`.
-    InvalidRequest,
-    /// The credential is invalid: 401 `error="invalid_token"`.
-    InvalidToken,
-    /// Keys are not available (JWKS unreachable, nothing usable): 503.
-    Unavailable,
-}
-
-/// Why a token or secret was refused. Never carries token contents.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenRejection {
-    /// The strict pre-parse failed.
-    #[error(transparent)]
-    Malformed(#[from] JwtError),
-    /// Longer than `max_token_bytes`.
-    #[error("credential too large")]
-    TooLarge,
-    /// `iss` names no configured provider or the gateway.
-    #[error("unknown issuer")]
-    UnknownIssuer,
-    /// No `kid` while the provider has several keys.
-    #[error("token has no kid")]
-    MissingKid,
-    /// The `kid` is not in the provider's key set (even after a refetch).
-    #[error("unknown kid")]
-    UnknownKid,
-    /// Header `alg` differs from the key's algorithm.
-    #[error("algorithm does not match the key")]
-    AlgorithmMismatch,
-    /// The signature does not verify.
-    #[error("bad signature")]
-    BadSignature,
-    /// Past `exp` plus leeway.
-    #[error("token expired")]
-    Expired,
-    /// Before `nbf` minus leeway.
-    #[error("token not yet valid")]
-    NotYetValid,
-    /// `iat` in the future beyond leeway.
-    #[error("token issued in the future")]
-    IssuedInFuture,
-    /// `exp - iat` above the configured maximum.
-    #[error("token lifetime exceeds the maximum")]
-    LifetimeTooLong,
-    /// A claim is missing or has the wrong type.
-    #[error("claim {0:?} missing or malformed")]
-    Claim(&'static str),
-    /// `aud` does not name us.
-    #[error("audience mismatch")]
-    Audience,
-    /// `iss` mismatch after routing.
-    #[error("issuer mismatch")]
-    Issuer,
-    /// `typ` differs from the provider's `required_typ`.
-    #[error("token type not accepted")]
-    Typ,
-    /// The sandbox secret does not match.
-    #[error("sandbox secret mismatch")]
-    SandboxSecretMismatch,
-    /// A sandbox secret was required but none is configured (fail closed).
-    #[error("sandbox secret not configured")]
-    SandboxSecretNotConfigured,
-    /// A gateway token was refused.
-    #[error("gateway token: {0}")]
-    Gateway(TokenError),
-}
-
-/// Authentication errors. Messages never contain secrets or token contents.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AuthError {
-    /// No credential was presented.
-    #[error("no credentials presented")]
-    Missing,
-    /// The request is malformed (e.g. credentials in two places).
-    #[error("invalid request: {0}")]
-    InvalidRequest(&'static str),
-    /// The credential is invalid.
-    #[error("invalid token: {0}")]
-    InvalidToken(#[from] TokenRejection),
-    /// The provider has no usable keys.
-    #[error("identity provider {provider:?} has no usable keys")]
-    Unavailable {
-        /// The provider's name.
-        provider: Arc<str>,
-    },
-    /// The configuration cannot be used.
-    #[error("authentication configuration: {0}")]
-    Config(String),
-}
-
-impl AuthError {
-    /// How the failure maps to a response.
-    pub fn kind(&self) -> AuthFailureKind {
-        match self {
-            Self::Missing => AuthFailureKind::Missing,
-            Self::InvalidRequest(_) => AuthFailureKind::InvalidRequest,
-            Self::InvalidToken(_) => AuthFailureKind::InvalidToken,
-            Self::Unavailable { .. } | Self::Config(_) => AuthFailureKind::Unavailable,
-        }
-    }
-
-    /// A short, stable reason for logs and metrics (never secrets).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Missing => "missing_credentials",
-            Self::InvalidRequest(r) => r,
-            Self::Unavailable { .. } => "keys_unavailable",
-            Self::Config(_) => "config",
-            Self::InvalidToken(r) => match r {
-                TokenRejection::Malformed(_) => "malformed_token",
-                TokenRejection::TooLarge => "token_too_large",
-                TokenRejection::UnknownIssuer => "unknown_issuer",
-                TokenRejection::MissingKid => "missing_kid",
-                TokenRejection::UnknownKid => "unknown_kid",
-                TokenRejection::AlgorithmMismatch => "algorithm_mismatch",
-                TokenRejection::BadSignature => "bad_signature",
-                TokenRejection::Expired => "expired",
-                TokenRejection::NotYetValid => "not_yet_valid",
-                TokenRejection::IssuedInFuture => "issued_in_future",
-                TokenRejection::LifetimeTooLong => "lifetime_too_long",
-                TokenRejection::Claim(_) => "bad_claim",
-                TokenRejection::Audience => "audience_mismatch",
-                TokenRejection::Issuer => "issuer_mismatch",
-                TokenRejection::Typ => "typ_mismatch",
-                TokenRejection::SandboxSecretMismatch => "sandbox_secret_mismatch",
-                TokenRejection::SandboxSecretNotConfigured => "sandbox_secret_not_configured",
-                TokenRejection::Gateway(TokenError::Revoked) => "gateway_token_revoked",
-                TokenRejection::Gateway(_) => "gateway_token_invalid",
-            },
-        }
-    }
-}
 
 /// A verified OIDC token. `Debug` shows the claims only as their length.
 #[derive(Clone, PartialEq, Eq)]
@@ -204,9 +70,10 @@ impl fmt::Debug for VerifiedToken {
     }
 }
 
-/// Who authenticated, and how.
+/// What the credential the caller presented verified as: who, and how.
+/// (The pipeline turns it into the policy's [`crate::identity::Authentication`].)
 #[derive(Debug, Clone)]
-pub enum Authenticated {
+pub enum Verified {
     /// No credential was needed (credentials were ignored).
     Anonymous,
     /// The sandbox secret matched.
@@ -270,12 +137,6 @@ impl fmt::Debug for Authenticator {
     }
 }
 
-pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 impl Authenticator {
     /// Builds providers and spawns background JWKS discovery/refresh on the
     /// current tokio runtime (required when providers are configured); never
@@ -286,7 +147,7 @@ impl Authenticator {
         let sandbox = match &cfg.sandbox_secret {
             Some(src) => {
                 let v = src.resolve().map_err(|e| AuthError::Config(e.to_string()))?;
-                Some((SandboxSecret::new(v.expose()), secret::sha256(v.expose())))
+                Some((SandboxSecret::new(v.expose()), jose::sha256(v.expose())))
             }
             None => None,
         };
@@ -364,10 +225,24 @@ impl Authenticator {
         extract::extract(&self.inner.extract, headers, uri, allow_query)
     }
 
+    /// Removes the client's credentials from a request about to be
+    /// forwarded: `Authorization` (unless `keep_authorization`), the
+    /// sandbox-secret header, the token cookie, and the token query
+    /// parameter when the route accepts query tokens (`allow_query_token`).
+    /// Other cookies and parameters are kept.
+    pub fn strip_credentials(
+        &self,
+        parts: &mut http::request::Parts,
+        keep_authorization: bool,
+        allow_query_token: bool,
+    ) {
+        strip::strip(&self.inner.extract, parts, keep_authorization, allow_query_token);
+    }
+
     /// Authenticates a request of the given class.
-    pub async fn authenticate(&self, class: AuthClass, presented: &Presented) -> Result<Authenticated, AuthError> {
+    pub async fn authenticate(&self, class: AuthClass, presented: &Presented) -> Result<Verified, AuthError> {
         match class {
-            AuthClass::Unauthenticated => Ok(Authenticated::Anonymous),
+            AuthClass::Unauthenticated => Ok(Verified::Anonymous),
             AuthClass::SandboxSecret => self.check_sandbox(presented),
             // If a sandbox secret is presented it alone decides: no fallback to bearer.
             AuthClass::DualAuth if presented.has_sandbox_secret() => self.check_sandbox(presented),
@@ -378,7 +253,8 @@ impl Authenticator {
     /// Verifies a bearer token without consulting or filling the verified-token
     /// cache (benchmarks and diagnostics).
     #[doc(hidden)]
-    pub async fn verify_bearer_uncached(&self, token: &str) -> Result<Authenticated, AuthError> {
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn verify_bearer_uncached(&self, token: &str) -> Result<Verified, AuthError> {
         if token.len() > self.inner.extract.max_token_bytes {
             return Err(TokenRejection::TooLarge.into());
         }
@@ -402,7 +278,7 @@ impl Authenticator {
         self.inner.providers.iter().all(|p| p.usable_keys().is_some())
     }
 
-    fn check_sandbox(&self, presented: &Presented) -> Result<Authenticated, AuthError> {
+    fn check_sandbox(&self, presented: &Presented) -> Result<Verified, AuthError> {
         if presented.sandbox_conflict {
             return Err(AuthError::InvalidRequest("repeated_sandbox_secret"));
         }
@@ -416,13 +292,13 @@ impl Authenticator {
             return Err(TokenRejection::SandboxSecretNotConfigured.into());
         };
         if secret.matches(given.expose()) {
-            Ok(Authenticated::SandboxSecret)
+            Ok(Verified::SandboxSecret)
         } else {
             Err(TokenRejection::SandboxSecretMismatch.into())
         }
     }
 
-    async fn check_bearer(&self, presented: &Presented, use_cache: bool) -> Result<Authenticated, AuthError> {
+    async fn check_bearer(&self, presented: &Presented, use_cache: bool) -> Result<Verified, AuthError> {
         if presented.bearer_conflict {
             return Err(AuthError::InvalidRequest("multiple_credentials"));
         }
@@ -438,12 +314,7 @@ impl Authenticator {
         self.verify_token(token.expose(), *source, use_cache).await
     }
 
-    async fn verify_token(
-        &self,
-        token: &str,
-        source: TokenSource,
-        use_cache: bool,
-    ) -> Result<Authenticated, AuthError> {
+    async fn verify_token(&self, token: &str, source: TokenSource, use_cache: bool) -> Result<Verified, AuthError> {
         let inner = &*self.inner;
         let now = now_unix();
         if use_cache && let Some(hit) = inner.cache.get(token) {
@@ -452,7 +323,7 @@ impl Authenticator {
                     cache::Kind::Oidc { token: verified, provider, kid, fingerprint } => {
                         let provider = &inner.providers[*provider];
                         if provider.still_has(kid, fingerprint) {
-                            return Ok(Authenticated::Oidc {
+                            return Ok(Verified::Oidc {
                                 provider: provider.name.clone(),
                                 token: verified.clone(),
                                 source,
@@ -465,7 +336,7 @@ impl Authenticator {
                             && g.key_is_live(kid)
                             && !g.is_revoked(jti)
                         {
-                            return Ok(Authenticated::Gateway {
+                            return Ok(Verified::Gateway {
                                 principal: principal.clone(),
                                 expires_at: *expires_at,
                                 source,
@@ -476,7 +347,7 @@ impl Authenticator {
             }
             inner.cache.remove(token);
         }
-        let parsed = jwt::parse(token).map_err(TokenRejection::Malformed)?;
+        let parsed = jose::parse(token).map_err(TokenRejection::Malformed)?;
         let Some(iss) = parsed.issuer() else {
             return Err(TokenRejection::Claim("iss").into());
         };
@@ -501,7 +372,7 @@ impl Authenticator {
                     },
                 );
             }
-            return Ok(Authenticated::Gateway { principal, expires_at, source });
+            return Ok(Verified::Gateway { principal, expires_at, source });
         }
         let Some(&idx) = inner.by_issuer.get(iss) else {
             return Err(TokenRejection::UnknownIssuer.into());
@@ -523,7 +394,7 @@ impl Authenticator {
                 },
             );
         }
-        Ok(Authenticated::Oidc { provider: provider.name.clone(), token: verified, source })
+        Ok(Verified::Oidc { provider: provider.name.clone(), token: verified, source })
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`credentials`]: upstream credentials from the credentials driver, cached.
 //! - [`auth`]: OIDC providers, JWKS caching, JWT verification, sandbox secret.
 //! - [`tokens`]: the gateway's own HMAC tokens.
+//! - [`jose`]: the JWT primitives `auth` and `tokens` share (strict JWS
+//!   parsing, base64url, time rules, SHA-256); a leaf.
 //! - [`plugins`]: the WebAssembly component host and the policy set.
 //! - [`server`]: listeners, the request pipeline, forwarding, error mapping.
 //! - [`reload`]: live policy reload (folder watch, SIGHUP).
@@ -16,6 +18,8 @@
 //! - [`login`]: `wasmgate login`, `token print`, `call`: OAuth flows and the
 //!   credentials file.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`files`]: the one atomic file write and the one debounced folder watch.
+//! - [`retry`]: the one exponential back-off.
 //! - [`tasks`]: background tasks, started from one place and stopped together.
 
 pub mod admin;
@@ -26,11 +30,14 @@ pub mod config;
 pub mod credentials;
 pub mod demo;
 pub mod drivers;
+pub mod files;
 pub mod identity;
+pub mod jose;
 pub mod login;
 pub mod metrics;
 pub mod plugins;
 pub mod reload;
+pub mod retry;
 pub mod server;
 pub mod tasks;
 pub mod tokens;

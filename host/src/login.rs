@@ -15,6 +15,7 @@ pub mod cli;
 pub mod flows;
 pub mod http;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::path::Path;
@@ -40,7 +41,7 @@ pub fn gateway_key(gateway: &str) -> anyhow::Result<String> {
 
 /// Why no access token could be produced.
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub enum AccessTokenError {
     /// Nothing stored for this gateway.
     #[error("not logged in to {0}: run `wasmgate login --gateway {0}`")]
     NotLoggedIn(String),
@@ -75,22 +76,28 @@ pub enum TokenError {
 /// then use the new access token. On `invalid_grant` the file is re-read
 /// once more before giving up, in case a process that does not share the
 /// lock (another host on a shared home folder, an older client) rotated it.
-pub async fn access_token(http: &HttpClient, store: &CredentialsStore, gateway: &str) -> Result<Secret, TokenError> {
+pub async fn access_token(
+    http: &HttpClient,
+    store: &CredentialsStore,
+    gateway: &str,
+) -> Result<Secret, AccessTokenError> {
     let snapshot = store.read()?;
-    let entry = snapshot.credentials.gateways.get(gateway).ok_or_else(|| TokenError::NotLoggedIn(gateway.into()))?;
+    let entry =
+        snapshot.credentials.gateways.get(gateway).ok_or_else(|| AccessTokenError::NotLoggedIn(gateway.into()))?;
     if snapshot.loose_mode.is_none() && entry.fresh(unix_now(), REFRESH_MARGIN) {
         return Ok(entry.access_token.clone());
     }
 
     let lock = store.lock().await?;
     let mut credentials = lock.read()?;
-    let entry = credentials.gateways.get(gateway).cloned().ok_or_else(|| TokenError::NotLoggedIn(gateway.into()))?;
+    let entry =
+        credentials.gateways.get(gateway).cloned().ok_or_else(|| AccessTokenError::NotLoggedIn(gateway.into()))?;
     if entry.fresh(unix_now(), REFRESH_MARGIN) {
         return Ok(entry.access_token);
     }
     let renewed = match renew(http, gateway, &entry).await {
         Ok(tokens) => renewed_entry(&entry, tokens),
-        Err(TokenError::Flow(FlowError::InvalidGrant(description))) => {
+        Err(AccessTokenError::Flow(FlowError::InvalidGrant(description))) => {
             credentials = lock.read()?;
             let latest = credentials.gateways.get(gateway).cloned();
             match latest {
@@ -102,7 +109,7 @@ pub async fn access_token(http: &HttpClient, store: &CredentialsStore, gateway: 
                     tracing::info!(gateway, "refresh token already rotated by another process; renewing with its one");
                     match renew(http, gateway, &latest).await {
                         Ok(tokens) => renewed_entry(&latest, tokens),
-                        Err(TokenError::Flow(FlowError::InvalidGrant(d))) => return Err(rejected(gateway, d)),
+                        Err(AccessTokenError::Flow(FlowError::InvalidGrant(d))) => return Err(rejected(gateway, d)),
                         Err(e) => return Err(e),
                     }
                 }
@@ -113,14 +120,14 @@ pub async fn access_token(http: &HttpClient, store: &CredentialsStore, gateway: 
     };
     let access = renewed.access_token.clone();
     credentials.gateways.insert(gateway.to_owned(), renewed);
-    lock.write(&credentials).map_err(TokenError::Persist)?;
+    lock.write(&credentials).map_err(AccessTokenError::Persist)?;
     drop(lock);
     tracing::debug!(gateway, "access token renewed");
     Ok(access)
 }
 
-fn rejected(gateway: &str, description: Option<String>) -> TokenError {
-    TokenError::LoginAgain {
+fn rejected(gateway: &str, description: Option<String>) -> AccessTokenError {
+    AccessTokenError::LoginAgain {
         gateway: gateway.into(),
         reason: format!(
             "the refresh token was rejected (invalid_grant{}) and no newer one is stored",
@@ -129,8 +136,8 @@ fn rejected(gateway: &str, description: Option<String>) -> TokenError {
     }
 }
 
-async fn renew(http: &HttpClient, gateway: &str, entry: &Entry) -> Result<Tokens, TokenError> {
-    let login_again = |reason: String| TokenError::LoginAgain { gateway: gateway.into(), reason };
+async fn renew(http: &HttpClient, gateway: &str, entry: &Entry) -> Result<Tokens, AccessTokenError> {
+    let login_again = |reason: String| AccessTokenError::LoginAgain { gateway: gateway.into(), reason };
     let token_endpoint =
         checked_url("token endpoint", &entry.token_endpoint).map_err(|e| login_again(format!("{e:#}")))?;
     match entry.grant {

@@ -64,9 +64,6 @@ struct State {
     strip_rewrites: headers::HeaderNames,
     /// `X-Forwarded-*` from the connection, or from a trusted proxy.
     forwarding: headers::Forwarding,
-    sandbox_header: http::HeaderName,
-    cookie_name: Option<String>,
-    query_param: Option<String>,
     caches: pipeline::Caches,
     engine: PluginEngine,
     drivers: crate::drivers::Drivers,
@@ -102,8 +99,6 @@ impl Gateway {
         let credentials = drivers
             .credentials()
             .map(|d| crate::credentials::CredentialResolver::new(d.clone(), &cfg.drivers.credential_cache));
-        let sandbox_header = http::HeaderName::try_from(cfg.auth.sandbox_secret_header.to_ascii_lowercase())
-            .map_err(|_| StartError::Auth("auth.sandbox_secret_header is not a valid header name".into()))?;
         Ok(Self {
             state: Arc::new(State {
                 routes,
@@ -119,9 +114,6 @@ impl Gateway {
                 identity: IdentityHeaders::new(&cfg.identity_headers),
                 strip_rewrites: headers::HeaderNames::new(&cfg.requests.strip_headers),
                 forwarding: headers::Forwarding::new(trusted, cfg.tls.is_some()),
-                sandbox_header,
-                cookie_name: cfg.auth.cookie.clone(),
-                query_param: cfg.auth.query_parameter.clone(),
                 caches: pipeline::Caches::new(),
                 engine,
                 drivers,

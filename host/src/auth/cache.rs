@@ -38,7 +38,7 @@ struct UntilExp;
 
 impl Expiry<String, Arc<Entry>> for UntilExp {
     fn expire_after_create(&self, _key: &String, value: &Arc<Entry>, _created_at: Instant) -> Option<Duration> {
-        let left = value.valid_until.saturating_sub(super::now_unix()).max(0);
+        let left = value.valid_until.saturating_sub(crate::jose::now_unix()).max(0);
         Some(Duration::from_secs(u64::try_from(left).unwrap_or(0)).saturating_add(Duration::from_secs(1)))
     }
 }

@@ -12,8 +12,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::jwt::kid_is_valid;
-use super::secret::sha256;
+use crate::jose::{kid_is_valid, sha256};
 
 /// Key material in JWKS documents: base64url, padding tolerated (some
 /// providers pad), non-canonical trailing bits still refused.
@@ -379,8 +378,8 @@ mod tests {
         let pt = kp.public_key().as_ref();
         serde_json::json!({
             "kty": "EC", "crv": "P-256", "kid": kid,
-            "x": super::super::jwt::B64URL.encode(&pt[1..33]),
-            "y": super::super::jwt::B64URL.encode(&pt[33..65]),
+            "x": crate::jose::B64URL.encode(&pt[1..33]),
+            "y": crate::jose::B64URL.encode(&pt[33..65]),
         })
     }
 
@@ -397,8 +396,9 @@ mod tests {
         let dup1 = ec_jwk("dup");
         let dup2 = ec_jwk("dup");
         let mut off_curve = ec_jwk("offcurve");
-        off_curve["y"] = super::super::jwt::B64URL.encode([7u8; 32]).into();
-        let small_rsa = serde_json::json!({"kty":"RSA","kid":"small","n": super::super::jwt::B64URL.encode([0xffu8; 128]),"e":"AQAB"});
+        off_curve["y"] = crate::jose::B64URL.encode([7u8; 32]).into();
+        let small_rsa =
+            serde_json::json!({"kty":"RSA","kid":"small","n": crate::jose::B64URL.encode([0xffu8; 128]),"e":"AQAB"});
         let doc = serde_json::json!({"keys": [
             good, enc, wrong_alg, bad_crv, dup1, dup2, off_curve, small_rsa,
             {"kty":"oct","kid":"hmac","k":"c2VjcmV0"},

@@ -10,10 +10,10 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 use super::jwks::{self, FetchError, KeySet, ProviderKey};
-use super::jwt::{self, ParsedJwt};
 use super::{AuthError, TokenRejection, VerifiedToken};
 use crate::config::{JwksConfig, ProviderConfig};
-use crate::tokens::{TokenError, check_times};
+use crate::jose::{self, ParsedJwt, TimeError, check_times};
+use crate::retry::Backoff;
 
 /// State that only the holder of the fetch lock touches.
 #[derive(Debug, Default)]
@@ -73,7 +73,7 @@ impl Provider {
     ) -> Result<Self, AuthError> {
         let mut algorithms = Vec::new();
         for name in &cfg.algorithms {
-            let alg = jwt::alg_from_name(name)
+            let alg = jose::alg_from_name(name)
                 .ok_or_else(|| AuthError::Config(format!("provider {:?}: unknown algorithm {name:?}", cfg.name)))?;
             if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
                 return Err(AuthError::Config(format!(
@@ -272,19 +272,19 @@ impl Provider {
             Some(Value::String(s)) if *s == self.issuer => s.clone(),
             _ => return Err(TokenRejection::Issuer.into()),
         };
-        if !jwt::audience_matches(c.get("aud"), &self.audiences) {
+        if !jose::audience_matches(c.get("aud"), &self.audiences) {
             return Err(TokenRejection::Audience.into());
         }
-        let exp = jwt::numeric_date(c, "exp")
+        let exp = jose::numeric_date(c, "exp")
             .map_err(|_| TokenRejection::Claim("exp"))?
             .ok_or(TokenRejection::Claim("exp"))?;
-        let nbf = jwt::numeric_date(c, "nbf").map_err(|_| TokenRejection::Claim("nbf"))?;
-        let iat = jwt::numeric_date(c, "iat").map_err(|_| TokenRejection::Claim("iat"))?;
+        let nbf = jose::numeric_date(c, "nbf").map_err(|_| TokenRejection::Claim("nbf"))?;
+        let iat = jose::numeric_date(c, "iat").map_err(|_| TokenRejection::Claim("iat"))?;
         check_times(exp, nbf, iat, now, self.leeway, self.max_lifetime).map_err(|e| match e {
-            TokenError::Expired => TokenRejection::Expired,
-            TokenError::NotYetValid => TokenRejection::NotYetValid,
-            TokenError::IssuedInFuture => TokenRejection::IssuedInFuture,
-            _ => TokenRejection::LifetimeTooLong,
+            TimeError::Expired => TokenRejection::Expired,
+            TimeError::NotYetValid => TokenRejection::NotYetValid,
+            TimeError::IssuedInFuture => TokenRejection::IssuedInFuture,
+            TimeError::LifetimeTooLong => TokenRejection::LifetimeTooLong,
         })?;
         let subject = match c.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -329,8 +329,7 @@ pub(crate) fn next_refresh_delay(cfg: &JwksConfig, max_age: Option<Duration>, fa
             None => interval,
         }
     } else {
-        let backoff = Duration::from_secs(1u64 << failures.saturating_sub(1).min(16));
-        backoff.min(interval).min(Duration::from_secs(300))
+        Backoff { base: Duration::from_secs(1), cap: interval.min(Duration::from_secs(300)) }.delay(failures)
     };
     let factor = 0.9 + 0.2 * jitter.clamp(0.0, 1.0);
     base.mul_f64(factor).max(Duration::from_millis(500))

@@ -4,8 +4,9 @@
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::jose::sha256;
 
 /// The configured sandbox secret, kept only as a digest.
 #[derive(Clone)]
@@ -17,10 +18,6 @@ impl fmt::Debug for SandboxSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SandboxSecret([redacted])")
     }
-}
-
-pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }
 
 impl SandboxSecret {

@@ -17,7 +17,7 @@ use jsonwebtoken::{Algorithm, Validation};
 
 use super::JwtError;
 use super::jwks::{self, ProviderKey};
-use super::jwt;
+use crate::jose;
 
 /// Every algorithm an identity provider may be configured with.
 pub const OIDC_ALGORITHMS: [&str; 9] =
@@ -54,7 +54,7 @@ impl JwsVerifier {
     /// with `algorithms`; `Err` when it holds no usable key (the reader's
     /// own error text).
     pub fn from_jwks(doc: &[u8], algorithms: &[&str]) -> Result<Self, String> {
-        let allowed: Vec<Algorithm> = algorithms.iter().filter_map(|a| jwt::alg_from_name(a)).collect();
+        let allowed: Vec<Algorithm> = algorithms.iter().filter_map(|a| jose::alg_from_name(a)).collect();
         let template = Validation::new(allowed.first().copied().unwrap_or(Algorithm::RS256));
         let keys = jwks::parse_jwks("testing", doc, &allowed, &template).map_err(|e| e.to_string())?;
         Ok(Self { keys })
@@ -72,7 +72,7 @@ impl JwsVerifier {
     /// as `Provider::lookup`), header `alg` equal to the
     /// key's, then the signature.
     pub fn verify_jws(&self, token: &str) -> Result<(), JwsRejection> {
-        let jws = jwt::parse_jws(token).map_err(JwsRejection::Malformed)?;
+        let jws = jose::parse_jws(token).map_err(JwsRejection::Malformed)?;
         let key = match jws.header.kid.as_deref() {
             Some(kid) => self.keys.get(kid).ok_or(JwsRejection::UnknownKid)?,
             None if self.keys.len() == 1 => self.keys.values().next().ok_or(JwsRejection::MissingKid)?,
@@ -88,7 +88,7 @@ impl JwsVerifier {
     /// The signature primitive alone: does key `kid` verify `signature` over `message`?
     pub fn verify_raw(&self, kid: &str, message: &[u8], signature: &[u8]) -> Result<bool, JwsRejection> {
         let key = self.keys.get(kid).ok_or(JwsRejection::UnknownKid)?;
-        Ok(verify_with(key, message, &jwt::B64URL.encode(signature)))
+        Ok(verify_with(key, message, &jose::B64URL.encode(signature)))
     }
 }
 
@@ -115,9 +115,9 @@ pub struct ParsedSummary {
     pub signature: Vec<u8>,
 }
 
-/// The strict pre-parse of every bearer token ([`jwt::parse`]).
+/// The strict pre-parse of every bearer token ([`jose::parse`]).
 pub fn parse_token(token: &str) -> Result<ParsedSummary, JwtError> {
-    let p = jwt::parse(token)?;
+    let p = jose::parse(token)?;
     let payload = serde_json::to_vec(&p.claims).map_err(|_| JwtError::Json("payload"))?;
     Ok(ParsedSummary {
         alg: format!("{:?}", p.header.alg),
@@ -129,9 +129,9 @@ pub fn parse_token(token: &str) -> Result<ParsedSummary, JwtError> {
     })
 }
 
-/// The same pre-parse without the payload rules ([`jwt::parse_jws`]).
+/// The same pre-parse without the payload rules ([`jose::parse_jws`]).
 pub fn parse_jws(token: &str) -> Result<ParsedSummary, JwtError> {
-    let p = jwt::parse_jws(token)?;
+    let p = jose::parse_jws(token)?;
     Ok(ParsedSummary {
         alg: format!("{:?}", p.header.alg),
         kid: p.header.kid,

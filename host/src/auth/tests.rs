@@ -19,10 +19,10 @@ use http::{HeaderMap, HeaderValue, Uri};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
-use super::jwt::B64URL;
 use super::*;
 use crate::config::{GatewayTokensConfig, JwksConfig, ProviderConfig, SecretSource};
 use crate::identity::AuthClass;
+use crate::jose::{B64URL, now_unix};
 
 // ---------------------------------------------------------------- keys
 
@@ -284,12 +284,12 @@ fn presented(h: HeaderMap) -> Presented {
     extract::extract(&cfg, &h, &Uri::from_static("/"), false)
 }
 
-async fn check(auth: &Authenticator, token: &str) -> Result<Authenticated, AuthError> {
+async fn check(auth: &Authenticator, token: &str) -> Result<Verified, AuthError> {
     auth.authenticate(AuthClass::Bearer, &bearer(token)).await
 }
 
 #[track_caller]
-fn assert_invalid(r: &Result<Authenticated, AuthError>, what: &str) {
+fn assert_invalid(r: &Result<Verified, AuthError>, what: &str) {
     match r {
         Err(e) => assert_eq!(e.kind(), AuthFailureKind::InvalidToken, "{what}: {e}"),
         Ok(a) => panic!("{what}: accepted {a:?}"),
@@ -306,7 +306,7 @@ async fn valid_rs256_es256_eddsa_tokens_accepted() {
     for key in [rsa, &ec, &ed] {
         let token = sign(&claims(&idp.issuer), key);
         match check(&auth, &token).await {
-            Ok(Authenticated::Oidc { provider, token, source }) => {
+            Ok(Verified::Oidc { provider, token, source }) => {
                 assert_eq!(&*provider, "idp");
                 assert_eq!(token.subject, "user-1");
                 assert_eq!(token.issuer, idp.issuer);
@@ -326,7 +326,7 @@ async fn valid_rs256_es256_eddsa_tokens_accepted() {
     );
     assert!(matches!(
         auth.authenticate(AuthClass::Bearer, &auth.extract(&h, &Uri::from_static("/"), false)).await,
-        Ok(Authenticated::Oidc { source: TokenSource::Cookie, .. })
+        Ok(Verified::Oidc { source: TokenSource::Cookie, .. })
     ));
 }
 
@@ -335,13 +335,13 @@ async fn repeated_token_served_from_cache() {
     let ec = ec_key("ec-1");
     let (idp, auth) = setup(&[&ec]).await;
     let p = bearer(&sign(&claims(&idp.issuer), &ec));
-    let Ok(Authenticated::Oidc { token: first, .. }) = auth.authenticate(AuthClass::Bearer, &p).await else {
+    let Ok(Verified::Oidc { token: first, .. }) = auth.authenticate(AuthClass::Bearer, &p).await else {
         panic!("first verification failed");
     };
     let n = 2_000;
     let start = Instant::now();
     for _ in 0..n {
-        let Ok(Authenticated::Oidc { token, .. }) = auth.authenticate(AuthClass::Bearer, &p).await else {
+        let Ok(Verified::Oidc { token, .. }) = auth.authenticate(AuthClass::Bearer, &p).await else {
             panic!("cache hit failed");
         };
         assert!(Arc::ptr_eq(&first, &token), "served from the cache, not re-verified");
@@ -654,7 +654,7 @@ async fn checklist_19_sandbox_secret_rules() {
     };
     assert!(matches!(
         auth.authenticate(AuthClass::SandboxSecret, &with_secret(SANDBOX.as_bytes())).await,
-        Ok(Authenticated::SandboxSecret)
+        Ok(Verified::SandboxSecret)
     ));
     let near = format!("{}X", &SANDBOX[..SANDBOX.len() - 1]);
     for bad in [near.as_str(), &SANDBOX[..5], &format!("{SANDBOX}x"), ""] {
@@ -721,7 +721,7 @@ async fn gateway_token_accepted_by_gateway_validator_only() {
         })
         .expect("mint");
     match check(&auth, &token).await {
-        Ok(Authenticated::Gateway { principal, source, .. }) => {
+        Ok(Verified::Gateway { principal, source, .. }) => {
             assert_eq!(principal.subject, "svc");
             assert_eq!(principal.tenant.as_deref(), Some("t1"));
             assert_eq!(principal.scopes, vec!["a", "b"]);
@@ -747,13 +747,10 @@ async fn classes_and_credential_conflicts() {
     let mut h = HeaderMap::new();
     h.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).expect("hv"));
     // Unauthenticated ignores even garbage.
-    assert!(matches!(
-        auth.authenticate(AuthClass::Unauthenticated, &bearer("garbage")).await,
-        Ok(Authenticated::Anonymous)
-    ));
+    assert!(matches!(auth.authenticate(AuthClass::Unauthenticated, &bearer("garbage")).await, Ok(Verified::Anonymous)));
     // Dual auth: bearer when no sandbox secret is presented.
     let p = auth.extract(&h, &Uri::from_static("/"), false);
-    assert!(matches!(auth.authenticate(AuthClass::DualAuth, &p).await, Ok(Authenticated::Oidc { .. })));
+    assert!(matches!(auth.authenticate(AuthClass::DualAuth, &p).await, Ok(Verified::Oidc { .. })));
     // Dual auth with a wrong sandbox secret: no fallback to the (valid) bearer.
     h.insert("x-sandbox-secret", HeaderValue::from_static("wrong"));
     let p = auth.extract(&h, &Uri::from_static("/"), false);
@@ -761,10 +758,10 @@ async fn classes_and_credential_conflicts() {
     assert_eq!(r.err().map(|e| e.reason()), Some("sandbox_secret_mismatch"));
     h.insert("x-sandbox-secret", HeaderValue::from_static(SANDBOX));
     let p = auth.extract(&h, &Uri::from_static("/"), false);
-    assert!(matches!(auth.authenticate(AuthClass::DualAuth, &p).await, Ok(Authenticated::SandboxSecret)));
+    assert!(matches!(auth.authenticate(AuthClass::DualAuth, &p).await, Ok(Verified::SandboxSecret)));
     // Sandbox-secret class ignores the bearer; bearer class ignores the secret.
-    assert!(matches!(auth.authenticate(AuthClass::SandboxSecret, &p).await, Ok(Authenticated::SandboxSecret)));
-    assert!(matches!(auth.authenticate(AuthClass::Bearer, &p).await, Ok(Authenticated::Oidc { .. })));
+    assert!(matches!(auth.authenticate(AuthClass::SandboxSecret, &p).await, Ok(Verified::SandboxSecret)));
+    assert!(matches!(auth.authenticate(AuthClass::Bearer, &p).await, Ok(Verified::Oidc { .. })));
     // Two places → invalid_request.
     let uri: Uri = format!("/x?access_token={token}").parse().expect("uri");
     let p = auth.extract(&h, &uri, true);
@@ -1025,5 +1022,5 @@ fn authenticator_is_send_sync_clone() {
     fn assert_traits<T: Send + Sync + Clone + 'static>() {}
     assert_traits::<Authenticator>();
     assert_traits::<Presented>();
-    assert_traits::<Authenticated>();
+    assert_traits::<Verified>();
 }

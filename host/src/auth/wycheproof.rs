@@ -31,10 +31,10 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::jwt::B64URL;
 use super::testing::{JwsRejection, JwsVerifier, OIDC_ALGORITHMS};
 use crate::config::GatewayTokensConfig;
-use crate::tokens::{GatewayTokens, TokenError};
+use crate::jose::B64URL;
+use crate::tokens::{GatewayTokenError, GatewayTokens};
 
 const JWS_FILE: &str = include_str!("../../../tests/vectors/wycheproof/json_web_signature_test.json");
 const JWK_FILE: &str = include_str!("../../../tests/vectors/wycheproof/json_web_key_test.json");
@@ -123,9 +123,9 @@ impl Verifier {
     }
 }
 
-fn gateway_reason(e: &TokenError) -> String {
+fn gateway_reason(e: &GatewayTokenError) -> String {
     match e {
-        TokenError::Malformed(m) => format!("malformed: {m}"),
+        GatewayTokenError::Malformed(m) => format!("malformed: {m}"),
         other => other.to_string(),
     }
 }

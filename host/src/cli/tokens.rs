@@ -182,7 +182,7 @@ pub fn token_mint(a: MintArgs) -> anyhow::Result<ExitCode> {
     let tokens = GatewayTokens::new(&g)?;
     let req = MintRequest { subject: a.subject, tenant: a.tenant, roles: a.roles, scopes: a.scopes, ttl: a.ttl };
     let token = tokens.mint(&req)?;
-    let parsed = crate::auth::jwt::parse(&token).context("parse the minted token")?;
+    let parsed = crate::jose::parse(&token).context("parse the minted token")?;
     let claim = |n: &str| parsed.claims.get(n).map(ToString::to_string).unwrap_or_default();
     eprintln!(
         "kid={} jti={} exp={}",
@@ -201,7 +201,7 @@ pub fn token_revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
         .revoked_file
         .with_context(|| format!("{}: auth.gateway_tokens.revoked_file is not set", a.config.display()))?;
     let leeway = i64::try_from(cfg.auth.leeway_seconds).unwrap_or(i64::MAX);
-    let added = files::revoke(&path, &a.jti, a.expires_at, crate::auth::now_unix(), leeway)?;
+    let added = files::revoke(&path, &a.jti, a.expires_at, crate::jose::now_unix(), leeway)?;
     if added {
         eprintln!("revoked {} in {}", a.jti, path.display());
     } else {

@@ -89,6 +89,7 @@ pub(crate) struct DevKey {
 
 impl DevKey {
     /// Generates a P-256 key whose `kid` is `PREFIX-` and 16 hex digits of the key.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn generate(kid_prefix: &str) -> anyhow::Result<Self> {
         Self::generate_for(kid_prefix, DevAlg::Es256)
     }

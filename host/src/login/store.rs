@@ -1,9 +1,9 @@
 //! The credentials file: tokens per gateway, written so that a crash, a full
 //! disk or a concurrent `wasmgate` never loses a refresh token.
 //!
-//! - Every write goes to a fresh temp file in the same folder (created 0600,
-//!   exclusive, never following a symlink), is fsynced, renamed over the
-//!   file, and the folder is fsynced: readers see the old file or the new
+//! - Every write goes through [`AtomicWrite`]: a fresh temp file in the same
+//!   folder (created 0600, exclusive, never following a symlink), fsynced,
+//!   renamed over the file, and the folder fsynced: readers see the old file or the new
 //!   one, never a torn one, and the result is always 0600.
 //! - Writes happen only while holding an advisory lock (`flock`) on a
 //!   sibling `.lock` file; [`StoreLock`] is the only way to write, so a
@@ -19,11 +19,14 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use crate::files::{self, AtomicWrite, WriteError};
+use crate::retry::Backoff;
 
 /// The file format version this build writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -295,7 +298,8 @@ impl CredentialsStore {
                 }
             })?;
         let deadline = Instant::now() + LOCK_WAIT;
-        let mut pause = Duration::from_millis(2);
+        let backoff = Backoff { base: Duration::from_millis(2), cap: Duration::from_millis(50) };
+        let mut attempts: u32 = 0;
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(StoreLock { store: self, _file: file }),
@@ -305,8 +309,8 @@ impl CredentialsStore {
             if Instant::now() >= deadline {
                 return Err(StoreError::LockTimeout(self.path.clone()));
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            attempts = attempts.saturating_add(1);
+            tokio::time::sleep(backoff.delay(attempts)).await;
         }
     }
 
@@ -326,8 +330,9 @@ impl CredentialsStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&self.path, "stat")(e)),
         }
-        let prefix = self.temp_prefix();
         // Writers hold the lock, so any temp file left is from a crash.
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let prefix = files::temp_prefix(&name);
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().starts_with(&prefix) {
@@ -335,32 +340,10 @@ impl CredentialsStore {
                 }
             }
         }
-        let tmp = dir.join(format!("{prefix}{}-{}", std::process::id(), random_suffix()));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nofollow())
-            .open(&tmp)
-            .map_err(io(&tmp, "create temp file"))?;
-        let result = (|| {
-            // The umask can only remove bits; this makes the mode exact.
-            file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io(&tmp, "chmod"))?;
-            write(&mut file, bytes).map_err(io(&tmp, "write"))?;
-            file.sync_all().map_err(io(&tmp, "fsync"))?;
-            std::fs::rename(&tmp, &self.path).map_err(io(&self.path, "rename"))
-        })();
-        drop(file);
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir, "fsync folder"))
-    }
-
-    fn temp_prefix(&self) -> String {
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        format!(".{name}.tmp-")
+        AtomicWrite::new(0o600).write_with(&self.path, |f| write(f, bytes)).map_err(|e| match e {
+            WriteError::Io { path, what, source } => StoreError::Io { path, what, source },
+            WriteError::Owner { path, source, .. } => StoreError::Io { path, what: "chown", source },
+        })
     }
 }
 
@@ -415,13 +398,6 @@ fn nofollow() -> i32 {
 
 fn is_symlink_error(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
-}
-
-fn random_suffix() -> String {
-    use aws_lc_rs::rand::SecureRandom;
-    let mut b = [0u8; 8];
-    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut b);
-    hex::encode(b)
 }
 
 /// Seconds since the Unix epoch.

@@ -128,7 +128,7 @@ async fn checklist_39_invalid_grant_with_nothing_newer_stored_asks_to_log_in_aga
     let http = HttpClient::new().expect("http");
 
     let err = access_token(&http, &store, GW).await.expect_err("gives up");
-    assert!(matches!(err, TokenError::LoginAgain { .. }), "{err:?}");
+    assert!(matches!(err, AccessTokenError::LoginAgain { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("invalid_grant") && msg.contains("wasmgate login --gateway"), "{msg}");
     assert_eq!(std::fs::read(store.path()).expect("read"), before, "the file is left as it was");

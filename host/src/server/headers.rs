@@ -208,41 +208,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes one cookie from every `Cookie` header, keeping the others.
-pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
-    let values: Vec<HeaderValue> = headers.get_all(http::header::COOKIE).iter().cloned().collect();
-    if values.is_empty() {
-        return;
-    }
-    headers.remove(http::header::COOKIE);
-    for v in values {
-        let Ok(s) = v.to_str() else { continue };
-        let kept: Vec<&str> = s
-            .split(';')
-            .map(str::trim)
-            .filter(|c| !c.is_empty() && c.split('=').next().map(str::trim) != Some(name))
-            .collect();
-        if !kept.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
-        {
-            headers.append(http::header::COOKIE, v);
-        }
-    }
-}
-
-/// Removes one parameter from a query string.
-pub fn remove_query_param(query: &str, name: &str) -> String {
-    query
-        .split('&')
-        .filter(|pair| {
-            let key = pair.split('=').next().unwrap_or_default();
-            let decoded = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
-            !pair.is_empty() && decoded != name
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,15 +316,5 @@ mod tests {
         assert!(!h.contains_key("x-secret"));
         assert!(!h.contains_key("upgrade"));
         assert_eq!(h["te"], "trailers");
-    }
-
-    #[test]
-    fn cookie_and_query_credentials_are_removed() {
-        let mut h = HeaderMap::new();
-        h.insert("cookie", HeaderValue::from_static("a=1; session=tok; b=2"));
-        remove_cookie(&mut h, "session");
-        assert_eq!(h["cookie"], "a=1; b=2");
-        assert_eq!(remove_query_param("a=1&access_token=x&b=2", "access_token"), "a=1&b=2");
-        assert_eq!(remove_query_param("access%5Ftoken=x", "access_token"), "");
     }
 }

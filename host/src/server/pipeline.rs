@@ -19,7 +19,6 @@ use super::State;
 use super::call::{Call, Phase, Reject};
 use super::reject::Rejection;
 use super::routes::Unresolved;
-use crate::auth::Authenticated;
 use crate::identity::{AuthzRequest, CallInfo, Decision, Protocol};
 use crate::plugins::PolicySet;
 
@@ -63,8 +62,8 @@ impl Call {
         let upgrade = self.route(state, parts)?;
         let policy = state.policy.load_full();
         self.classify(state, &policy, &parts.method).await;
-        let verified = self.authenticate(state, parts).await?;
-        self.map(state, &policy, &verified).await?;
+        let caller = self.authenticate(state, parts).await?;
+        self.map(state, &policy, &caller).await?;
         self.authorize(&policy).await?;
         self.credentials(state, &policy, parts).await?;
         Ok(upgrade)
@@ -151,7 +150,7 @@ impl Call {
     }
 
     /// Authenticate the credential the class asks for.
-    async fn authenticate(&mut self, state: &State, parts: &Parts) -> Result<Verified, Reject> {
+    async fn authenticate(&mut self, state: &State, parts: &Parts) -> Result<Caller, Reject> {
         let class = self.class().unwrap_or(crate::identity::AuthClass::Bearer);
         let allow_query = self.route.is_some_and(|i| state.routes.routes()[i].cfg.allow_query_token);
         let presented = state.auth.extract(&parts.headers, &parts.uri, allow_query);
@@ -161,16 +160,16 @@ impl Call {
             .await
             .map_err(|e| Reject::new(Rejection::from(&e), e.to_string()))?;
         self.done(Phase::Authenticate);
-        Ok(Verified { verified, presented })
+        Ok(Caller { verified, presented })
     }
 
     /// Map the verified claims to a principal (cached per token until it
     /// expires), and confine it to its provider's tenants.
-    async fn map(&mut self, state: &State, policy: &PolicySet, verified: &Verified) -> Result<(), Reject> {
-        let token = verified.presented.bearer().map(|(t, _)| t.expose());
+    async fn map(&mut self, state: &State, policy: &PolicySet, caller: &Caller) -> Result<(), Reject> {
+        let token = caller.presented.bearer().map(|(t, _)| t.expose());
         let authentication = state
             .caches
-            .authentication(policy, &verified.verified, token)
+            .authentication(policy, &caller.verified, token)
             .await
             .map_err(|reason| Reject::new(Rejection::Forbidden, reason))?;
         self.authentication = Some(authentication);
@@ -208,7 +207,7 @@ impl Call {
         // A rejection here comes after the policy allowed the call.
         let injected = injected.inspect_err(|_| self.allowed = false)?;
         let route = &state.routes.routes()[self.route.unwrap_or_default()];
-        strip_client_credentials(state, route, parts);
+        state.auth.strip_credentials(parts, route.cfg.keep_authorization, route.cfg.allow_query_token);
         if let Some(auth) = &self.authentication {
             state.identity.set_identity(&mut parts.headers, auth);
         }
@@ -263,35 +262,8 @@ impl Call {
 }
 
 /// The authenticate phase's result, for the map phase.
-struct Verified {
-    verified: Authenticated,
+struct Caller {
+    verified: crate::auth::Verified,
     /// What was presented: the bearer token is the principal cache's key.
     presented: crate::auth::Presented,
-}
-
-/// No client credential leaves the gateway: the `Authorization` header
-/// (unless the route keeps it), the sandbox secret, the token cookie and
-/// the token query parameter.
-fn strip_client_credentials(state: &State, route: &super::routes::Route, parts: &mut Parts) {
-    let headers = &mut parts.headers;
-    if !route.cfg.keep_authorization {
-        headers.remove(http::header::AUTHORIZATION);
-    }
-    headers.remove(state.sandbox_header.as_str());
-    if let Some(cookie) = &state.cookie_name {
-        super::headers::remove_cookie(headers, cookie);
-    }
-    if let (Some(param), Some(query)) = (&state.query_param, parts.uri.query())
-        && route.cfg.allow_query_token
-    {
-        let kept = super::headers::remove_query_param(query, param);
-        let pq = if kept.is_empty() { parts.uri.path().to_owned() } else { format!("{}?{kept}", parts.uri.path()) };
-        if let Ok(pq) = http::uri::PathAndQuery::try_from(pq) {
-            let mut uri = parts.uri.clone().into_parts();
-            uri.path_and_query = Some(pq);
-            if let Ok(u) = http::Uri::from_parts(uri) {
-                parts.uri = u;
-            }
-        }
-    }
 }

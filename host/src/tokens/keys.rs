@@ -12,7 +12,7 @@ use std::fmt;
 use std::io::Read as _;
 use std::path::Path;
 
-use super::{MIN_KEY_BYTES, TokenError};
+use super::{GatewayTokenError, MIN_KEY_BYTES};
 use crate::config::SecretValue;
 
 /// The file of the key folder that names the active version.
@@ -54,17 +54,19 @@ impl fmt::Debug for KeyMaterial {
 
 impl KeyMaterial {
     /// Checks names, key lengths and that the active version is present.
-    pub fn new(active: String, keys: BTreeMap<String, SecretValue>) -> Result<Self, TokenError> {
+    pub fn new(active: String, keys: BTreeMap<String, SecretValue>) -> Result<Self, GatewayTokenError> {
         for (version, key) in &keys {
             if !version_name_is_valid(version) {
-                return Err(TokenError::Config(format!("key version {version:?} is not a valid version name")));
+                return Err(GatewayTokenError::Config(format!("key version {version:?} is not a valid version name")));
             }
             if key.expose().len() < MIN_KEY_BYTES {
-                return Err(TokenError::Config(format!("key {version:?} is shorter than {MIN_KEY_BYTES} bytes")));
+                return Err(GatewayTokenError::Config(format!(
+                    "key {version:?} is shorter than {MIN_KEY_BYTES} bytes"
+                )));
             }
         }
         if !keys.contains_key(&active) {
-            return Err(TokenError::Config(format!("active key {active:?} is not among the keys")));
+            return Err(GatewayTokenError::Config(format!("active key {active:?} is not among the keys")));
         }
         Ok(Self { active, keys, skipped: Vec::new() })
     }
@@ -72,8 +74,8 @@ impl KeyMaterial {
     /// Reads a key folder. The whole set is refused when the folder cannot be
     /// read, `active` is missing or names no key, or a key file is too short
     /// or too large.
-    pub fn read_dir(dir: &Path) -> Result<Self, TokenError> {
-        let cfg = |m: String| TokenError::Config(format!("keys_dir {}: {m}", dir.display()));
+    pub fn read_dir(dir: &Path) -> Result<Self, GatewayTokenError> {
+        let cfg = |m: String| GatewayTokenError::Config(format!("keys_dir {}: {m}", dir.display()));
         let entries = std::fs::read_dir(dir).map_err(|e| cfg(format!("cannot read the folder: {e}")))?;
         let mut keys = BTreeMap::new();
         let mut skipped = Vec::new();
@@ -116,7 +118,7 @@ impl KeyMaterial {
             return Err(cfg("holds no key version".to_owned()));
         }
         let mut material = Self::new(active, keys).map_err(|e| match e {
-            TokenError::Config(m) => cfg(m),
+            GatewayTokenError::Config(m) => cfg(m),
             other => other,
         })?;
         material.skipped = skipped;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use super::TokenError;
+use super::GatewayTokenError;
 use super::keys::read_capped;
 
 /// Largest accepted revocation file, bytes (a ConfigMap holds at most 1 MiB).
@@ -87,11 +87,11 @@ pub fn format(lines: &[Line]) -> String {
 }
 
 /// Reads the file's lines; a missing, unreadable or oversized file is an error.
-pub fn read_lines(path: &Path) -> Result<(Vec<Line>, Vec<String>), TokenError> {
+pub fn read_lines(path: &Path) -> Result<(Vec<Line>, Vec<String>), GatewayTokenError> {
     let bytes = read_capped(path, MAX_REVOKED_FILE_BYTES)
-        .map_err(|e| TokenError::Config(format!("revoked_file {}: {e}", path.display())))?;
+        .map_err(|e| GatewayTokenError::Config(format!("revoked_file {}: {e}", path.display())))?;
     let text = String::from_utf8(bytes)
-        .map_err(|_| TokenError::Config(format!("revoked_file {} is not UTF-8", path.display())))?;
+        .map_err(|_| GatewayTokenError::Config(format!("revoked_file {} is not UTF-8", path.display())))?;
     Ok(parse(&text))
 }
 
@@ -121,7 +121,7 @@ impl RevokedSet {
     }
 
     /// Reads the file; returns the set and the warnings.
-    pub fn read(path: &Path) -> Result<(Self, Vec<String>), TokenError> {
+    pub fn read(path: &Path) -> Result<(Self, Vec<String>), GatewayTokenError> {
         let (lines, warnings) = read_lines(path)?;
         Ok((Self::from_lines(&lines), warnings))
     }

@@ -1,23 +1,21 @@
 //! Live reload of the key folder and the revocation file.
 //!
-//! The folders are watched, not the files, so the atomic `..data` symlink
-//! swap of a Kubernetes Secret or ConfigMap update is seen (the visible names
-//! never change; only `..data` is renamed over). Events are debounced; then
-//! the key set and the revocation set are rebuilt off the request path and
-//! each is swapped in atomically. A bad update is rejected with its reason
-//! in the log and the last good set keeps verifying. A resync every minute
-//! covers a lost watch (e.g. a folder that was replaced).
+//! The folders are watched, not the files ([`crate::files::watch_folders`]),
+//! so the atomic `..data` symlink swap of a Kubernetes Secret or ConfigMap
+//! update is seen (the visible names never change; only `..data` is renamed
+//! over). Events are debounced; then the key set and the revocation set are
+//! rebuilt off the request path and each is swapped in atomically. A bad
+//! update is rejected with its reason in the log and the last good set
+//! keeps verifying. A resync every minute covers a lost watch (e.g. a
+//! folder that was replaced).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecursiveMode, Watcher as _};
-use tokio::sync::mpsc;
-
-use super::{Live, TokenError};
+use super::{GatewayTokenError, Live};
 use crate::config::paths;
+use crate::files::{self, FolderWatch, WatchError};
 
 /// Quiet time after the last change before a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -25,7 +23,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(50);
 const RESYNC: Duration = Duration::from_secs(60);
 
 /// Starts watching on the current tokio runtime; stops when `live` is dropped.
-pub(super) fn spawn(live: &Arc<Live>) -> Result<(), TokenError> {
+pub(super) fn spawn(live: &Arc<Live>) -> Result<(), GatewayTokenError> {
     // Absolute (`Config::load` already made them so; a config built in
     // code may not have), so the watch never depends on the working directory.
     let mut dirs: Vec<PathBuf> = Vec::new();
@@ -33,57 +31,29 @@ pub(super) fn spawn(live: &Arc<Live>) -> Result<(), TokenError> {
         dirs.push(paths::absolute(d));
     }
     if let Some(f) = &live.revoked_file {
-        let f = paths::absolute(f);
-        let parent = f.parent().unwrap_or(Path::new("/")).to_owned();
-        if !dirs.contains(&parent) {
-            dirs.push(parent);
-        }
+        dirs.push(files::folder_of(&paths::absolute(f)));
     }
     if dirs.is_empty() {
         return Ok(());
     }
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| TokenError::Config("watching the key folder needs a tokio runtime".into()))?;
-    let (tx, rx) = mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(event) = res
-            && relevant(&event.kind)
-        {
-            let _ = tx.send(());
-        }
-    })
-    .map_err(|e| TokenError::Config(format!("cannot watch the key folder: {e}")))?;
-    for d in &dirs {
-        watcher
-            .watch(d, RecursiveMode::NonRecursive)
-            .map_err(|e| TokenError::Config(format!("cannot watch {}: {e}", d.display())))?;
-    }
-    handle.spawn(run(Arc::downgrade(live), rx, watcher));
+    // Reads (our own, when reloading) never trigger a reload; a finished write does.
+    let watch = files::watch_folders(&dirs, DEBOUNCE, files::not_a_read).map_err(|e| {
+        GatewayTokenError::Config(match e {
+            WatchError::NoRuntime => "watching the key folder needs a tokio runtime".into(),
+            WatchError::Create(e) => format!("cannot watch the key folder: {e}"),
+            e @ WatchError::Watch { .. } => e.to_string(),
+        })
+    })?;
+    tokio::spawn(run(Arc::downgrade(live), watch));
     Ok(())
 }
 
-/// Reads (our own, when reloading) never trigger a reload; a finished write does.
-fn relevant(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
-    }
-}
-
-async fn run(live: Weak<Live>, mut changes: mpsc::UnboundedReceiver<()>, _watcher: notify::RecommendedWatcher) {
+async fn run(live: Weak<Live>, mut watch: FolderWatch) {
     let mut last = Outcomes::default();
     loop {
         tokio::select! {
-            change = changes.recv() => if change.is_none() { return },
+            changed = watch.changed() => if !changed { return },
             () = tokio::time::sleep(RESYNC) => {},
-        }
-        loop {
-            match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
-                Ok(Some(())) => continue,
-                Ok(None) => return,
-                Err(_) => break,
-            }
         }
         let Some(live) = live.upgrade() else { return };
         let outcome = tokio::task::spawn_blocking(move || (live.reload_keys(), live.reload_revoked())).await;
@@ -92,7 +62,6 @@ async fn run(live: Weak<Live>, mut changes: mpsc::UnboundedReceiver<()>, _watche
         last.report("revocation list", revoked);
     }
 }
-
 /// The last outcome per source, so an unchanged state is not logged again
 /// at every resync.
 #[derive(Default)]
@@ -101,7 +70,7 @@ struct Outcomes {
 }
 
 impl Outcomes {
-    fn report(&mut self, what: &'static str, result: Result<Option<String>, TokenError>) {
+    fn report(&mut self, what: &'static str, result: Result<Option<String>, GatewayTokenError>) {
         match result {
             Ok(None) => {
                 self.errors.remove(what);

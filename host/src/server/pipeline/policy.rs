@@ -8,7 +8,7 @@ use moka::sync::Cache;
 
 use super::super::reject::Rejection;
 use super::Reject;
-use crate::auth::Authenticated;
+use crate::auth::Verified;
 use crate::credentials::CredentialResolver;
 use crate::identity::{Authentication, AuthzRequest, CallInfo, Classification, CredentialKind, Principal, TokenSource};
 use crate::plugins::PolicySet;
@@ -64,24 +64,24 @@ impl Caches {
     pub(super) async fn authentication(
         &self,
         policy: &PolicySet,
-        verified: &Authenticated,
+        verified: &Verified,
         token: Option<&str>,
     ) -> Result<Authentication, String> {
         Ok(match verified {
-            Authenticated::Anonymous => Authentication::anonymous(),
-            Authenticated::SandboxSecret => Authentication {
+            Verified::Anonymous => Authentication::anonymous(),
+            Verified::SandboxSecret => Authentication {
                 kind: CredentialKind::SandboxSecret,
                 source: TokenSource::SandboxHeader,
                 provider: None,
                 principal: None,
             },
-            Authenticated::Gateway { principal, source, .. } => Authentication {
+            Verified::Gateway { principal, source, .. } => Authentication {
                 kind: CredentialKind::GatewayToken,
                 source: *source,
                 provider: None,
                 principal: Some(principal.clone()),
             },
-            Authenticated::Oidc { provider, token: verified, source } => {
+            Verified::Oidc { provider, token: verified, source } => {
                 let principal =
                     self.principal(policy, provider, &verified.claims_json, verified.expires_at, token).await?;
                 Authentication {

@@ -2,7 +2,6 @@
 
 use http::request::Parts;
 
-
 /// The one authority of a request: the target's (absolute-form, or h2
 /// `:authority`) or the `Host` header's, which must agree. Two `Host`
 /// headers, a malformed one, or none on an HTTP/1.1 request are refused.
