@@ -113,6 +113,7 @@ fn bench(c: &mut Criterion) {
     };
     let auth = rt.block_on(async {
         let auth = Authenticator::new(&cfg).expect("authenticator");
+        auth.start(&wasmgate::tasks::Tasks::new()).expect("start");
         while !auth.ready() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -163,7 +164,11 @@ fn bench(c: &mut Criterion) {
         gateway_tokens: Some(GatewayTokensConfig::from_dir(keys_dir, Some(revoked))),
         ..AuthConfig::default()
     };
-    let folder_auth = rt.block_on(async { Authenticator::new(&folder_cfg).expect("authenticator") });
+    let folder_auth = rt.block_on(async {
+        let auth = Authenticator::new(&folder_cfg).expect("authenticator");
+        auth.start(&wasmgate::tasks::Tasks::new()).expect("start");
+        auth
+    });
     group.bench_function("HS256 gateway, 10k revoked", |b| {
         b.iter(|| {
             let r = futures::executor::block_on(folder_auth.verify_bearer_uncached(&gw_token));

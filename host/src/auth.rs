@@ -34,6 +34,7 @@ use http::HeaderName;
 
 use crate::config::AuthConfig;
 use crate::identity::{AuthClass, Principal, TokenSource};
+use crate::tasks::Tasks;
 use crate::jose::{self, now_unix};
 use crate::tokens::GatewayTokens;
 
@@ -138,9 +139,9 @@ impl fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Builds providers and spawns background JWKS discovery/refresh on the
-    /// current tokio runtime (required when providers are configured); never
-    /// blocks on the network.
+    /// Builds the providers and the gateway-token verifier; nothing runs in
+    /// the background until [`start`](Self::start), and nothing blocks on
+    /// the network.
     pub fn new(cfg: &AuthConfig) -> Result<Self, AuthError> {
         let sandbox_header = HeaderName::from_bytes(cfg.sandbox_secret_header.as_bytes())
             .map_err(|_| AuthError::Config("auth.sandbox_secret_header is not a header name".into()))?;
@@ -165,9 +166,6 @@ impl Authenticator {
             && g.forbid_key(*digest).is_err()
         {
             return Err(AuthError::Config("the sandbox secret must not be reused as a gateway token key".into()));
-        }
-        if let Some(g) = &gateway {
-            g.watch().map_err(|e| AuthError::Config(e.to_string()))?;
         }
         let client = if cfg.providers.is_empty() {
             None
@@ -196,13 +194,6 @@ impl Authenticator {
             by_issuer.insert(p.issuer.clone(), providers.len());
             providers.push(Arc::new(provider));
         }
-        if !providers.is_empty() {
-            let handle = tokio::runtime::Handle::try_current()
-                .map_err(|_| AuthError::Config("identity providers need a tokio runtime".into()))?;
-            for p in &providers {
-                handle.spawn(provider::refresh_loop(Arc::downgrade(p)));
-            }
-        }
         Ok(Self {
             inner: Arc::new(Inner {
                 extract: ExtractConfig {
@@ -218,6 +209,22 @@ impl Authenticator {
                 cache: VerifiedCache::new(cache::CAPACITY),
             }),
         })
+    }
+
+    /// Starts the background work on `tasks`: each provider's JWKS discovery
+    /// and refresh, and the watch of the gateway-token key folder and
+    /// revocation file. Must be called within a Tokio runtime.
+    pub fn start(&self, tasks: &Tasks) -> Result<(), AuthError> {
+        if let Some(g) = &self.inner.gateway {
+            g.watch(tasks).map_err(|e| AuthError::Config(e.to_string()))?;
+        }
+        if !self.inner.providers.is_empty() && tokio::runtime::Handle::try_current().is_err() {
+            return Err(AuthError::Config("identity providers need a tokio runtime".into()));
+        }
+        for p in &self.inner.providers {
+            tasks.spawn("jwks refresh", provider::refresh_loop(Arc::downgrade(p)));
+        }
+        Ok(())
     }
 
     /// Finds the credentials a request presents (before the method class is known).

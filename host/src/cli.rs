@@ -50,7 +50,7 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let gateway = Gateway::new(&cfg).await?;
     // Every background task starts here and stops at the end of `serve`.
     let tasks = crate::tasks::Tasks::new();
-    gateway.start(&tasks);
+    gateway.start(&tasks)?;
     let tls = cfg.tls.as_ref().map(|t| TlsFiles { cert: t.cert.clone(), key: t.key.clone() });
     let listener = Listener::bind(cfg.listen, tls.as_ref()).await?;
     // The folder canonical, the name kept: the file may be a symlink that

@@ -22,6 +22,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::config::{DriverConfig, DriversConfig, RetryConfig};
+use crate::retry::Backoff;
 use crate::tasks::Tasks;
 
 #[cfg(test)]
@@ -35,18 +36,15 @@ mod tests;
 pub struct RetryPolicy {
     /// Tries before giving up (at start-up; background retries never stop).
     pub attempts: u32,
-    /// First back-off.
-    pub interval: Duration,
-    /// Longest back-off.
-    pub max_backoff: Duration,
+    /// First back-off and longest back-off.
+    pub backoff: Backoff,
 }
 
 impl RetryPolicy {
     /// The pause after the `failures`-th consecutive failure (1-based):
     /// `interval · 2^(failures-1)`, at most `max_backoff`.
     pub fn backoff(&self, failures: u32) -> Duration {
-        let shift = failures.saturating_sub(1).min(31);
-        self.interval.saturating_mul(1u32 << shift).min(self.max_backoff)
+        self.backoff.delay(failures)
     }
 }
 
@@ -54,8 +52,10 @@ impl From<&RetryConfig> for RetryPolicy {
     fn from(c: &RetryConfig) -> Self {
         Self {
             attempts: c.attempts,
-            interval: Duration::from_millis(c.interval_ms),
-            max_backoff: Duration::from_millis(c.max_backoff_ms),
+            backoff: Backoff {
+                base: Duration::from_millis(c.interval_ms),
+                cap: Duration::from_millis(c.max_backoff_ms),
+            },
         }
     }
 }

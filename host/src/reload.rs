@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use notify::EventKind;
 
 use crate::config::Config;
 use crate::config::paths;
 use crate::metrics;
 use crate::plugins::{LoadError, PolicySet};
 use crate::server::{Gateway, StartError};
+use crate::files::{self, FolderWatch, WatchError};
+use crate::retry::Backoff;
 use crate::tasks::Tasks;
 
 /// Quiet time after the last change before a reload starts. A ConfigMap
@@ -23,34 +24,28 @@ use crate::tasks::Tasks;
 /// copied in place (not atomically) that is caught half-written fails as a
 /// candidate and is retried when its last write arrives.
 const DEBOUNCE: Duration = Duration::from_millis(20);
-/// Longest wait after repeated failures.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The wait after repeated failures: 500 ms doubling up to 30 s.
+const BACKOFF: Backoff = Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(30) };
 
-/// Starts watching; reloads run on a task of `tasks` until they stop. Both folders are resolved to absolute paths (their parent
-/// folders canonical) here, whatever the caller passes, and events are
-/// matched against those: notify reports absolute paths.
-pub fn start(tasks: &Tasks, gateway: Gateway, config_path: PathBuf, plugin_dir: Option<PathBuf>) -> notify::Result<()> {
-    let (tx, rx) = mpsc::unbounded_channel::<()>();
+/// Starts watching; reloads run on a task of `tasks` until they stop.
+/// Both folders are resolved to absolute paths (their parent folders
+/// canonical) here, whatever the caller passes, and events are matched
+/// against those: notify reports absolute paths.
+pub fn start(
+    tasks: &Tasks,
+    gateway: Gateway,
+    config_path: PathBuf,
+    plugin_dir: Option<PathBuf>,
+) -> Result<(), WatchError> {
     let watched = Watched::new(&config_path, plugin_dir.as_deref());
-    let config_dir = watched.config_dir.clone();
-    let plugin_dir = watched.plugin_dir.clone();
+    let mut folders = vec![watched.config_dir.clone()];
+    folders.extend(watched.plugin_dir.clone());
     let config_path = paths::config_file(&config_path);
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(event) = res
-            && !matches!(event.kind, EventKind::Access(_))
-            && event.paths.iter().any(|p| watched.relevant(p))
-        {
-            let _ = tx.send(());
-        }
+    tracing::debug!(config = %config_path.display(), plugins = ?watched.plugin_dir, "watching for policy changes");
+    let watch = files::watch_folders(&folders, DEBOUNCE, move |event| {
+        !matches!(event.kind, EventKind::Access(_)) && event.paths.iter().any(|p| watched.relevant(p))
     })?;
-    watcher.watch(&config_dir, RecursiveMode::NonRecursive)?;
-    if let Some(dir) = &plugin_dir
-        && *dir != config_dir
-    {
-        watcher.watch(dir, RecursiveMode::NonRecursive)?;
-    }
-    tracing::debug!(config = %config_path.display(), plugins = ?plugin_dir, "watching for policy changes");
-    tasks.spawn("policy reload", run(gateway, config_path, rx, watcher));
+    tasks.spawn("policy reload", run(gateway, config_path, watch));
     Ok(())
 }
 
@@ -97,12 +92,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     a == b || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
 }
 
-async fn run(
-    gateway: Gateway,
-    config_path: PathBuf,
-    mut changes: mpsc::UnboundedReceiver<()>,
-    _watcher: notify::RecommendedWatcher,
-) {
+async fn run(gateway: Gateway, config_path: PathBuf, mut changes: FolderWatch) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut failures: u32 = 0;
@@ -117,18 +107,11 @@ async fn run(
         #[cfg(not(unix))]
         let hangup = std::future::pending::<Option<()>>();
         tokio::select! {
-            change = changes.recv() => if change.is_none() { return },
+            // Debounced: editors and ConfigMap updates write several events.
+            changed = changes.changed() => if !changed { return },
             _ = hangup => tracing::info!("SIGHUP: reloading policy"),
         }
-        // Debounce: editors and ConfigMap updates write several events.
-        loop {
-            match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
-                Ok(Some(())) => continue,
-                Ok(None) => return,
-                Err(_) => break,
-            }
-        }
-        let retry = backoff(failures.saturating_add(1));
+        let retry = BACKOFF.delay(failures.saturating_add(1));
         match reload_logged(&gateway, &config_path, Some(retry)).await {
             Ok(_) => {
                 failures = 0;
@@ -305,11 +288,7 @@ fn apart(component: &Path, cases: &Path) -> String {
     }
 }
 
-/// 0.5 s after the first failure, doubling up to 30 s.
-fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(6);
-    (Duration::from_millis(500) * 2u32.pow(exp)).min(MAX_BACKOFF)
-}
+
 
 #[cfg(test)]
 mod tests {
@@ -432,9 +411,9 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_a_cap() {
-        assert_eq!(backoff(1), Duration::from_millis(500));
-        assert_eq!(backoff(2), Duration::from_secs(1));
-        assert_eq!(backoff(4), Duration::from_secs(4));
-        assert_eq!(backoff(50), MAX_BACKOFF);
+        assert_eq!(BACKOFF.delay(1), Duration::from_millis(500));
+        assert_eq!(BACKOFF.delay(2), Duration::from_secs(1));
+        assert_eq!(BACKOFF.delay(4), Duration::from_secs(4));
+        assert_eq!(BACKOFF.delay(50), Duration::from_secs(30));
     }
 }

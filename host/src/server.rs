@@ -124,16 +124,18 @@ impl Gateway {
         })
     }
 
-    /// Starts every background task the gateway needs, on `tasks`: the
-    /// drivers' health watches and refreshing upstream credentials ahead of
-    /// expiry. The one place they start; [`Tasks::shutdown`] stops them.
+    /// Starts every background task the gateway needs, on `tasks`: JWKS
+    /// refresh, the gateway-token key watch, the drivers' health watches and
+    /// refreshing upstream credentials ahead of expiry. The one place they start; [`Tasks::shutdown`] stops them.
     ///
     /// [`Tasks::shutdown`]: crate::tasks::Tasks::shutdown
-    pub fn start(&self, tasks: &crate::tasks::Tasks) {
+    pub fn start(&self, tasks: &crate::tasks::Tasks) -> Result<(), StartError> {
+        self.state.auth.start(tasks).map_err(|e| StartError::Auth(e.to_string()))?;
         self.state.drivers.start(tasks);
         if let Some(resolver) = &self.state.credentials {
             resolver.start(tasks);
         }
+        Ok(())
     }
 
     /// Whether the gateway can serve authenticated calls: components loaded,

@@ -185,11 +185,11 @@ impl GatewayTokens {
         })
     }
 
-    /// Watches `keys_dir` and the revocation file's folder on the current
-    /// tokio runtime (required when either is configured) and swaps in each
-    /// good update; stops when `self` is dropped.
-    pub fn watch(&self) -> Result<(), GatewayTokenError> {
-        watch::spawn(&self.live)
+    /// Watches `keys_dir` and the revocation file's folder on `tasks`
+    /// (within a tokio runtime) and swaps in each good update; stops when
+    /// the tasks stop or `self` is dropped.
+    pub fn watch(&self, tasks: &crate::tasks::Tasks) -> Result<(), GatewayTokenError> {
+        watch::spawn(tasks, &self.live)
     }
 
     /// Re-reads the key folder and the revocation file now (what the watcher

@@ -258,7 +258,7 @@ async fn ready(auth: &Authenticator) {
 /// One provider with the given keys, ready.
 async fn setup(keys: &[&TestKey]) -> (Idp, Authenticator) {
     let idp = Idp::start(keys).await;
-    let auth = Authenticator::new(&auth_cfg(vec![provider("idp", &idp.issuer)])).expect("auth");
+    let auth = started(&auth_cfg(vec![provider("idp", &idp.issuer)])).expect("auth");
     ready(&auth).await;
     (idp, auth)
 }
@@ -389,7 +389,7 @@ async fn checklist_02_rs256_to_hs256_confusion_rejected() {
     // A key advertised with one algorithm is never used with another of its family.
     let mut p = provider("idp2", "https://other.example");
     p.algorithms = vec!["RS256".into(), "HS256".into()];
-    assert!(matches!(Authenticator::new(&auth_cfg(vec![p])), Err(AuthError::Config(_))));
+    assert!(matches!(started(&auth_cfg(vec![p])), Err(AuthError::Config(_))));
 }
 
 /// Checklist 3: gateway kid in an OIDC token and vice versa; the validators never share keys.
@@ -556,7 +556,7 @@ async fn checklist_10_audience_rules() {
 async fn checklist_11_issuer_exact_match_and_cross_provider_keys() {
     let (ka, kb) = (ec_key("a-key"), ec_key("b-key"));
     let (a, b) = (Idp::start(&[&ka]).await, Idp::start(&[&kb]).await);
-    let auth = Authenticator::new(&auth_cfg(vec![provider("a", &a.issuer), provider("b", &b.issuer)])).expect("auth");
+    let auth = started(&auth_cfg(vec![provider("a", &a.issuer), provider("b", &b.issuer)])).expect("auth");
     ready(&auth).await;
     assert!(check(&auth, &sign(&claims(&a.issuer), &ka)).await.is_ok());
     assert!(check(&auth, &sign(&claims(&b.issuer), &kb)).await.is_ok());
@@ -587,7 +587,7 @@ async fn checklist_12_required_typ_enforced() {
     let idp = Idp::start(&[&ec]).await;
     let mut p = provider("idp", &idp.issuer);
     p.required_typ = Some("at+jwt".into());
-    let auth = Authenticator::new(&auth_cfg(vec![p])).expect("auth");
+    let auth = started(&auth_cfg(vec![p])).expect("auth");
     ready(&auth).await;
     let payload = claims(&idp.issuer).to_string();
     for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
@@ -646,7 +646,7 @@ async fn checklist_13_14_15_16_header_and_encoding_abuse_rejected() {
 /// Checklist 19: sandbox secret near-miss, prefix, empty, used as an HMAC key: rejected.
 #[tokio::test]
 async fn checklist_19_sandbox_secret_rules() {
-    let auth = Authenticator::new(&auth_cfg(vec![])).expect("auth");
+    let auth = started(&auth_cfg(vec![])).expect("auth");
     let with_secret = |v: &[u8]| {
         let mut h = HeaderMap::new();
         h.insert("x-sandbox-secret", HeaderValue::from_bytes(v).expect("hv"));
@@ -674,11 +674,11 @@ async fn checklist_19_sandbox_secret_rules() {
     if let Some(g) = cfg.gateway_tokens.as_mut() {
         g.keys.insert("v2".into(), SecretSource::Value(SANDBOX.into()));
     }
-    assert!(matches!(Authenticator::new(&cfg), Err(AuthError::Config(_))));
+    assert!(matches!(started(&cfg), Err(AuthError::Config(_))));
     // Not configured: fail closed.
     let mut cfg = auth_cfg(vec![]);
     cfg.sandbox_secret = None;
-    let open = Authenticator::new(&cfg).expect("auth");
+    let open = started(&cfg).expect("auth");
     let r = open.authenticate(AuthClass::SandboxSecret, &with_secret(SANDBOX.as_bytes())).await;
     assert_eq!(r.err().map(|e| e.reason()), Some("sandbox_secret_not_configured"));
 }
@@ -686,7 +686,7 @@ async fn checklist_19_sandbox_secret_rules() {
 /// Checklist 29: 1 MB `Authorization` header, 100 000 dots: rejected before parsing, bounded work.
 #[tokio::test]
 async fn checklist_29_huge_credentials_rejected_early() {
-    let auth = Authenticator::new(&auth_cfg(vec![])).expect("auth");
+    let auth = started(&auth_cfg(vec![])).expect("auth");
     let start = Instant::now();
     for token in ["A".repeat(1 << 20), ".".repeat(100_000), format!("a.{}b", ".".repeat(100_000))] {
         let mut h = HeaderMap::new();
@@ -699,7 +699,7 @@ async fn checklist_29_huge_credentials_rejected_early() {
     // Even when the limit is raised, 100 000 dots are refused in linear time.
     let mut cfg = auth_cfg(vec![]);
     cfg.max_token_bytes = 2 << 20;
-    let big = Authenticator::new(&cfg).expect("auth");
+    let big = started(&cfg).expect("auth");
     let r = big.verify_bearer_uncached(&".".repeat(100_000)).await;
     assert_eq!(r.err().map(|e| e.reason()), Some("malformed_token"));
     let r = big.verify_bearer_uncached(&format!("{}.{}.{}", "A".repeat(700_000), "A".repeat(300_000), "A")).await;
@@ -709,7 +709,7 @@ async fn checklist_29_huge_credentials_rejected_early() {
 
 #[tokio::test]
 async fn gateway_token_accepted_by_gateway_validator_only() {
-    let auth = Authenticator::new(&auth_cfg(vec![])).expect("auth");
+    let auth = started(&auth_cfg(vec![])).expect("auth");
     let gw = GatewayTokens::new(auth_cfg(vec![]).gateway_tokens.as_ref().expect("gw")).expect("gw");
     let token = gw
         .mint(&crate::tokens::MintRequest {
@@ -732,7 +732,7 @@ async fn gateway_token_accepted_by_gateway_validator_only() {
     // The same claims with an OIDC issuer are not accepted by anyone.
     let mut cfg = auth_cfg(vec![provider("idp", "http://127.0.0.1:9")]);
     cfg.providers[0].jwks.fetch_timeout_ms = 200;
-    let with_idp = Authenticator::new(&cfg).expect("auth");
+    let with_idp = started(&cfg).expect("auth");
     let p = json!({"iss":"http://127.0.0.1:9","aud":AUD,"sub":"x","exp":now_unix()+60,"jti":"j"}).to_string();
     let t = hs256(r#"{"alg":"HS256","kid":"v1"}"#, &p, GW_KEY.as_bytes());
     let r = check(&with_idp, &t).await;
@@ -807,7 +807,7 @@ async fn checklist_24_unknown_kids_single_flight_and_cooldown() {
     let idp = Idp::start(&[&ec]).await;
     let mut p = provider("idp", &idp.issuer);
     p.jwks.cooldown_seconds = 60;
-    let auth = Authenticator::new(&auth_cfg(vec![p])).expect("auth");
+    let auth = started(&auth_cfg(vec![p])).expect("auth");
     ready(&auth).await;
     idp.state.jwks_delay_ms.store(200, Ordering::SeqCst);
     let hits = idp.jwks_hits();
@@ -849,7 +849,7 @@ async fn checklist_21_27_unreachable_jwks_fails_closed_without_stalling_others()
     };
     let mut down = provider("down", &dead);
     down.jwks.fetch_timeout_ms = 300;
-    let auth = Authenticator::new(&auth_cfg(vec![provider("good", &good.issuer), down])).expect("auth");
+    let auth = started(&auth_cfg(vec![provider("good", &good.issuer), down])).expect("auth");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !auth.readiness().iter().any(|s| s.name == "good" && s.has_keys)
         || !auth.readiness().iter().any(|s| s.name == "down" && s.last_refresh_error.is_some())
@@ -888,7 +888,7 @@ async fn checklist_22_23_bad_answers_keep_last_good_keys_until_max_staleness() {
     let mut p = provider("idp", &idp.issuer);
     p.jwks.max_staleness_seconds = 2;
     p.jwks.max_body_bytes = 4096;
-    let auth = Authenticator::new(&auth_cfg(vec![p])).expect("auth");
+    let auth = started(&auth_cfg(vec![p])).expect("auth");
     ready(&auth).await;
     let warm = Instant::now();
     let payload = claims(&idp.issuer).to_string();
@@ -931,7 +931,7 @@ async fn discovery_with_mismatched_issuer_loads_no_keys() {
     *idp.state.discovery_issuer.lock().expect("lock") = Some(format!("{}/", idp.issuer));
     let mut p = provider("idp", &idp.issuer);
     p.jwks.fetch_timeout_ms = 500;
-    let auth = Authenticator::new(&auth_cfg(vec![p])).expect("auth");
+    let auth = started(&auth_cfg(vec![p])).expect("auth");
     let r = check(&auth, &sign(&claims(&idp.issuer), &ec)).await;
     assert_eq!(r.err().map(|e| e.kind()), Some(AuthFailureKind::Unavailable));
     assert_eq!(idp.jwks_hits(), 0);
@@ -946,7 +946,7 @@ async fn checklist_28_time_rules_with_leeway() {
     let mut cfg = auth_cfg(vec![provider("idp", &idp.issuer)]);
     cfg.leeway_seconds = 30;
     cfg.max_token_lifetime_seconds = 3600;
-    let auth = Authenticator::new(&cfg).expect("auth");
+    let auth = started(&cfg).expect("auth");
     ready(&auth).await;
     let now = now_unix();
     let tok = |exp: i64, nbf: Option<i64>, iat: Option<i64>| {
@@ -995,9 +995,9 @@ fn errors_map_to_three_outcomes_and_never_show_tokens() {
 
 #[test]
 fn new_without_runtime_is_refused_only_when_providers_exist() {
-    assert!(Authenticator::new(&auth_cfg(vec![])).is_ok());
+    assert!(started(&auth_cfg(vec![])).is_ok());
     assert!(matches!(
-        Authenticator::new(&auth_cfg(vec![provider("p", "https://idp.example")])),
+        started(&auth_cfg(vec![provider("p", "https://idp.example")])),
         Err(AuthError::Config(_))
     ));
 }
@@ -1023,4 +1023,12 @@ fn authenticator_is_send_sync_clone() {
     assert_traits::<Authenticator>();
     assert_traits::<Presented>();
     assert_traits::<Verified>();
+}
+
+/// An authenticator with its background work (JWKS refresh, key watch)
+/// started, as the gateway starts it.
+fn started(cfg: &AuthConfig) -> Result<Authenticator, AuthError> {
+    let auth = Authenticator::new(cfg)?;
+    auth.start(&Tasks::new())?;
+    Ok(auth)
 }

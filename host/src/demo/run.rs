@@ -62,7 +62,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let cfg = Config::from_yaml(&yaml)?;
     let gateway = Gateway::new(&cfg).await?;
     let tasks = crate::tasks::Tasks::new();
-    gateway.start(&tasks);
+    gateway.start(&tasks)?;
     let listener = Listener::bind(listen, None).await?;
     let addr = listener.local_addr()?;
 

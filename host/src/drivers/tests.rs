@@ -14,7 +14,8 @@ fn started(cfg: &DriversConfig) -> Drivers {
 
 #[test]
 fn backoff_doubles_from_interval_and_caps() {
-    let p = RetryPolicy { attempts: 5, interval: Duration::from_millis(100), max_backoff: Duration::from_millis(1000) };
+    let backoff = Backoff { base: Duration::from_millis(100), cap: Duration::from_millis(1000) };
+    let p = RetryPolicy { attempts: 5, backoff };
     let waits: Vec<u128> = (1..=6).map(|n| p.backoff(n).as_millis()).collect();
     assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
     assert_eq!(p.backoff(0), Duration::from_millis(100));

@@ -12,8 +12,7 @@
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use wasmtime::Engine;
@@ -107,14 +106,7 @@ impl PrecompileCache {
 
     fn try_put(&self, sha256: &str, component: &Component) -> anyhow::Result<()> {
         let bytes = component.serialize()?;
-        let path = self.path_of(sha256);
-        let tmp = self.dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        let written = file.write_all(&bytes).and_then(|()| file.sync_all());
-        if let Err(e) = written.and_then(|()| fs::rename(&tmp, &path)) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e.into());
-        }
+        crate::files::AtomicWrite::new(0o600).write(&self.path_of(sha256), &bytes)?;
         Ok(())
     }
 }

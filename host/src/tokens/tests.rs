@@ -276,7 +276,7 @@ async fn watcher_reloads_rotation_retirement_and_revocation_live() {
     std::fs::create_dir(dir.path().join("lists")).expect("mkdir");
     std::fs::write(&revoked, "").expect("write");
     let t = GatewayTokens::new(&GatewayTokensConfig::from_dir(kd.clone(), Some(revoked.clone()))).expect("cfg");
-    t.watch().expect("watch");
+    t.watch(&crate::tasks::Tasks::new()).expect("watch");
     let now = now_unix();
     let old = t.mint_at(&req(), now).expect("mint");
 

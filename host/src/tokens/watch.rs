@@ -22,8 +22,8 @@ pub const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Reload even without events this often.
 const RESYNC: Duration = Duration::from_secs(60);
 
-/// Starts watching on the current tokio runtime; stops when `live` is dropped.
-pub(super) fn spawn(live: &Arc<Live>) -> Result<(), GatewayTokenError> {
+/// Starts watching on `tasks`; stops with them or when `live` is dropped.
+pub(super) fn spawn(tasks: &crate::tasks::Tasks, live: &Arc<Live>) -> Result<(), GatewayTokenError> {
     // Absolute (`Config::load` already made them so; a config built in
     // code may not have), so the watch never depends on the working directory.
     let mut dirs: Vec<PathBuf> = Vec::new();
@@ -44,7 +44,7 @@ pub(super) fn spawn(live: &Arc<Live>) -> Result<(), GatewayTokenError> {
             e @ WatchError::Watch { .. } => e.to_string(),
         })
     })?;
-    tokio::spawn(run(Arc::downgrade(live), watch));
+    tasks.spawn("gateway key watch", run(Arc::downgrade(live), watch));
     Ok(())
 }
 
