@@ -44,7 +44,7 @@ pub use cases::{BoundCase, CaseFile, CaseResult, CasesError, cases_candidates_fo
 pub use engine::PluginEngine;
 pub use plugin::{Exports, Interface, Plugin};
 pub use policy_set::{BindingInfo, LoadedPlugin, PolicySet};
-pub use slot::{MAX_SHADOW_IN_FLIGHT, Scope, ShadowCounts, Slot};
+pub use slot::{MAX_SHADOW_IN_FLIGHT, Scope, ShadowCounts, ShadowRun, Slot};
 
 /// The WIT package every policy interface belongs to.
 pub const WIT_PACKAGE: &str = "wasmgate:policy@0.1.0";

@@ -205,6 +205,19 @@ async fn a_shadow_authorizer_is_compared_and_counted_but_never_decides() {
     assert_eq!(counts["agreements"], 1, "{counts}");
 
     let logs = env.logs();
+    // Each call's one decision record says what the shadow answered, or
+    // that it had not yet when the response head was known.
+    let records: Vec<&str> = logs.lines().filter(|l| l.contains("wasmgate::decision")).collect();
+    for path in ["/v1/trap", "/v1/loop"] {
+        let record = records.iter().find(|l| l.contains(&format!("path=\"{path}\""))).expect("a record");
+        assert!(
+            ["shadow=\"pending\"", "shadow=\"failed (trap)\"", "shadow=\"failed (timeout)\""]
+                .iter()
+                .any(|s| record.contains(s)),
+            "{record}"
+        );
+    }
+    assert!(records.iter().any(|l| l.contains("shadow=\"allow\"") || l.contains("shadow=\"pending\"")), "{logs}");
     assert!(
         logs.contains("shadow disagrees")
             && logs.contains("active_outcome=deny")

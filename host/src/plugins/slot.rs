@@ -24,6 +24,16 @@ pub const MAX_SHADOW_IN_FLIGHT: usize = 64;
 
 static SHADOW_PERMITS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(MAX_SHADOW_IN_FLIGHT)));
 
+/// A shadow evaluation started next to an active answer.
+#[derive(Debug)]
+pub enum ShadowRun {
+    /// Too many were running; this one was skipped.
+    Skipped,
+    /// Running; the receiver gets its answer (`allow`, `deny`,
+    /// `failed (<kind>)`) when it finishes.
+    Running(tokio::sync::oneshot::Receiver<String>),
+}
+
 /// Where a slot applies, for logs and the admin surface.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "name")]
@@ -151,17 +161,26 @@ impl Slot {
     /// Authorizes with the active binding; the shadow, if any, runs after.
     /// Deny reasons are logged but not compared: allow and deny are.
     pub async fn authorize(&self, request: &id::AuthzRequest) -> Result<id::Decision, PolicyError> {
+        self.authorize_with_shadow(request).await.0
+    }
+
+    /// [`authorize`](Self::authorize), and how to learn the shadow's
+    /// answer (`None` without a shadow), for the call's decision record.
+    pub async fn authorize_with_shadow(
+        &self,
+        request: &id::AuthzRequest,
+    ) -> (Result<id::Decision, PolicyError>, Option<ShadowRun>) {
         let got = self.active.authorize(request).await;
-        if let Some(shadow) = &self.shadow {
+        let run = self.shadow.as_ref().map(|shadow| {
             let active = got.as_ref().map(decision_text).map_err(|e| e.kind());
             let (b, request) = (shadow.binding.clone(), request.clone());
             let path = request.call.path.clone();
             let subject = request.authentication.principal.as_ref().map(|p| p.subject.clone()).unwrap_or_default();
             self.spawn_shadow(shadow, active, path, subject, async move {
                 b.authorize(&request).await.as_ref().map(decision_text).map_err(|e| e.kind())
-            });
-        }
-        got
+            })
+        });
+        (got, run)
     }
 
     /// Selects credentials with the active binding; the shadow, if any, runs after.
@@ -199,15 +218,16 @@ impl Slot {
         path: String,
         subject: String,
         evaluate: impl Future<Output = Result<String, &'static str>> + Send + 'static,
-    ) {
+    ) -> ShadowRun {
         let role = self.role.role();
         let active_plugin = self.active.plugin().name().to_owned();
         let shadow_plugin = shadow.binding.plugin().name().to_owned();
         let Ok(permit) = SHADOW_PERMITS.clone().try_acquire_owned() else {
             shadow.stats.skipped.fetch_add(1, Ordering::Relaxed);
             metrics::shadow(role, &active_plugin, &shadow_plugin, "skipped");
-            return;
+            return ShadowRun::Skipped;
         };
+        let (answered, answer) = tokio::sync::oneshot::channel();
         let (stats, scope) = (shadow.stats.clone(), self.scope.to_string());
         tokio::spawn(async move {
             let got = evaluate.await;
@@ -220,12 +240,14 @@ impl Slot {
                 Ok(v) => v.clone(),
                 Err(kind) => format!("failed ({kind})"),
             };
+            let _ = answered.send(show(&got));
             if agree {
                 tracing::debug!(target: "wasmgate::shadow", role, %scope, active = %active_plugin, shadow = %shadow_plugin, path, subject, outcome = %show(&got), "shadow agrees");
             } else {
                 tracing::info!(target: "wasmgate::shadow", role, %scope, active = %active_plugin, shadow = %shadow_plugin, path, subject, active_outcome = %show(&active), shadow_outcome = %show(&got), "shadow disagrees");
             }
         });
+        ShadowRun::Running(answer)
     }
 }
 

@@ -62,6 +62,18 @@ impl Reject {
     }
 }
 
+/// What the shadow binding of the authorizer answered, when the route's
+/// authorizer has one and it finished by the time the record is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ShadowOutcome {
+    /// It answered (`allow`, `deny`, or `failed (<kind>)`).
+    Answered(String),
+    /// It was still running; its own `wasmgate::shadow` line follows.
+    Pending,
+    /// Too many shadow evaluations were running; it was skipped.
+    Skipped,
+}
+
 /// One call: what every phase found, and what the upstream answered.
 #[derive(Debug)]
 pub(super) struct Call {
@@ -94,6 +106,8 @@ pub(super) struct Call {
     pub(super) upstream_status: Option<StatusCode>,
     /// Why the upstream gave no usable response.
     pub(super) upstream_failure: Option<Failure>,
+    /// The authorizer's shadow, if it has one.
+    pub(super) shadow: Option<crate::plugins::ShadowRun>,
 }
 
 impl Call {
@@ -115,6 +129,7 @@ impl Call {
             injected: Vec::new(),
             upstream_status: None,
             upstream_failure: None,
+            shadow: None,
         }
     }
 
@@ -135,7 +150,7 @@ impl Call {
     /// Writes the call's one decision record, when the response head is
     /// known: `status` is what the client gets, `rejected` the rejection
     /// that produced it (policy, or the upstream's failure).
-    pub(super) fn record(&self, status: StatusCode, rejected: Option<&Reject>) {
+    pub(super) fn record(&mut self, status: StatusCode, rejected: Option<&Reject>) {
         let elapsed = self.started.elapsed();
         // Once the policy allowed the call, an upstream failure is its
         // status and reason, not a different decision.
@@ -150,6 +165,18 @@ impl Call {
             let _ = write!(phases, "{sep}{}={}", phase.as_str(), took.as_micros());
         }
         let injected = (!self.injected.is_empty()).then(|| self.injected.join(","));
+        let shadow = self.shadow.as_mut().map(|run| match run {
+            crate::plugins::ShadowRun::Skipped => ShadowOutcome::Skipped,
+            crate::plugins::ShadowRun::Running(answer) => match answer.try_recv() {
+                Ok(text) => ShadowOutcome::Answered(text),
+                Err(_) => ShadowOutcome::Pending,
+            },
+        });
+        let shadow = shadow.as_ref().map(|s| match s {
+            ShadowOutcome::Answered(text) => text.as_str(),
+            ShadowOutcome::Pending => "pending",
+            ShadowOutcome::Skipped => "skipped",
+        });
         tracing::info!(
             target: "wasmgate::decision",
             route = self.route_name.as_str(),
@@ -161,11 +188,12 @@ impl Call {
             outcome,
             reason = rejected.map(|r| r.reason.as_str()).unwrap_or(""),
             status = status.as_u16(),
-            // Fields without a value (not forwarded, nothing injected) are
-            // left out of the line.
+            // Fields without a value (not forwarded, nothing injected, no
+            // shadow) are left out of the line.
             upstream_status = self.upstream_status.map(|s| s.as_u16()),
             upstream_failure = self.upstream_failure.map(Failure::as_str),
             injected = injected.as_deref(),
+            shadow,
             micros = elapsed.as_micros() as u64,
             phases = phases.as_str(),
         );

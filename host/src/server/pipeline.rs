@@ -181,7 +181,9 @@ impl Call {
     async fn authorize(&mut self, policy: &PolicySet) -> Result<(), Reject> {
         let request = self.request()?;
         let tenant = request.authentication.principal.as_ref().and_then(|p| p.tenant.as_deref());
-        let verdict = match policy.authorizer(tenant).authorize(&request).await {
+        let (answer, shadow) = policy.authorizer(tenant).authorize_with_shadow(&request).await;
+        self.shadow = shadow;
+        let verdict = match answer {
             Ok(Decision::Allow) => Ok(()),
             Ok(Decision::Deny(reason)) => Err(reason),
             Err(e) => Err(format!("failed closed: {e}")),
