@@ -17,7 +17,7 @@ use wasmgate::canonical::{self, EscapedSlashes, PathOptions};
 use wasmgate::config::{Config, GatewayTokensConfig, IdentityHeadersConfig};
 use wasmgate::login::store::{Credentials, CredentialsStore};
 use wasmgate::plugins::CaseFile;
-use wasmgate::server::IdentityStripper;
+use wasmgate::server::IdentityHeaders;
 use wasmgate::tokens::GatewayTokens;
 use wasmgate::tokens::revoked::{self, RevokedSet};
 
@@ -305,7 +305,7 @@ pub fn identity_headers(data: &[u8]) {
     }
 
     let before = headers.clone();
-    let stripper = IdentityStripper::new(&cfg);
+    let stripper = IdentityHeaders::new(&cfg);
     stripper.strip(&mut headers);
     for name in headers.keys() {
         assert!(!doomed(name.as_str()), "{name} survived the sanitizer");

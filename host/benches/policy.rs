@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use wasmgate::config::PluginsConfig;
 use wasmgate::identity::{
-    Authentication, AuthzRequest, CallInfo, CredentialInfo, CredentialKind, Decision, Protocol, TokenSource,
+    Authentication, AuthzRequest, CallInfo, CredentialInfo, AuthKind, Decision, Protocol, TokenSource,
 };
 use wasmgate::plugins::{Binding, PluginEngine, builtin_bytes};
 
@@ -86,7 +86,7 @@ fn run(c: &mut Criterion, reuse: bool) {
         call: call.clone(),
         classification: rt.block_on(classifier.classify(&call)).expect("classify"),
         authentication: Authentication {
-            kind: CredentialKind::OidcToken,
+            kind: AuthKind::OidcToken,
             source: TokenSource::AuthorizationHeader,
             provider: Some("dev".into()),
             principal: Some(principal.clone()),
@@ -109,7 +109,7 @@ fn run(c: &mut Criterion, reuse: bool) {
                 call: call.clone(),
                 classification,
                 authentication: Authentication {
-                    kind: CredentialKind::OidcToken,
+                    kind: AuthKind::OidcToken,
                     source: TokenSource::AuthorizationHeader,
                     provider: Some("dev".into()),
                     principal: Some(principal),

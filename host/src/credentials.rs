@@ -210,15 +210,17 @@ struct Entry {
     refresh_at_ms: i64,
 }
 
+/// One credential's place in the cache: its current entry, the single
+/// flight fetching it, and the refresh-ahead state.
 #[derive(Debug, Default)]
-struct Slot {
+struct CachedCredential {
     current: ArcSwapOption<Entry>,
     flight: Flight<Arc<ResolvedCredential>, CredentialError>,
     refreshing: AtomicBool,
     retry_at_ms: AtomicI64,
 }
 
-impl Slot {
+impl CachedCredential {
     fn fresh(&self, now_ms: i64) -> Option<Arc<ResolvedCredential>> {
         self.current.load().as_ref().filter(|e| now_ms < e.stale_at_ms).map(|e| Arc::clone(&e.credential))
     }
@@ -231,7 +233,7 @@ struct Inner {
     driver: Driver,
     client: CredentialsDriverClient<tonic::transport::Channel>,
     cfg: CacheSettings,
-    slots: RwLock<HashMap<String, Arc<Slot>>>,
+    slots: RwLock<HashMap<String, Arc<CachedCredential>>>,
     catalogue: ArcSwapOption<(Catalogue, Instant)>,
     catalogue_flight: Flight<Catalogue, CredentialError>,
     /// Where refreshes ahead of expiry run, once started.
@@ -298,7 +300,7 @@ impl CredentialResolver {
         result
     }
 
-    fn slot(&self, name: &str) -> Arc<Slot> {
+    fn slot(&self, name: &str) -> Arc<CachedCredential> {
         if let Some(s) = self.inner.slots.read().unwrap_or_else(PoisonError::into_inner).get(name) {
             return Arc::clone(s);
         }
@@ -306,7 +308,7 @@ impl CredentialResolver {
         Arc::clone(slots.entry(name.to_owned()).or_default())
     }
 
-    fn spawn_refresh(&self, name: &str, slot: &Arc<Slot>, now: i64) {
+    fn spawn_refresh(&self, name: &str, slot: &Arc<CachedCredential>, now: i64) {
         let Some(tasks) = self.inner.tasks.get() else { return };
         if now < slot.retry_at_ms.load(Ordering::Acquire) || slot.refreshing.swap(true, Ordering::AcqRel) {
             return;
@@ -345,7 +347,7 @@ impl CredentialResolver {
 }
 
 impl Inner {
-    async fn fetch(&self, name: &str, slot: &Slot) -> Result<Arc<ResolvedCredential>, CredentialError> {
+    async fn fetch(&self, name: &str, slot: &CachedCredential) -> Result<Arc<ResolvedCredential>, CredentialError> {
         let mut client = self.client.clone();
         let request = self.driver.request(ResolveCredentialRequest { name: name.to_owned() });
         let answer = self.driver.call(client.resolve_credential(request)).await.map_err(|e| match e {

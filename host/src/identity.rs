@@ -168,7 +168,7 @@ impl Classification {
 /// Which kind of credential authenticated a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CredentialKind {
+pub enum AuthKind {
     /// None presented.
     #[default]
     None,
@@ -180,7 +180,7 @@ pub enum CredentialKind {
     GatewayToken,
 }
 
-impl CredentialKind {
+impl AuthKind {
     /// Lowercase name for logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -249,7 +249,7 @@ pub struct Principal {
 pub struct Authentication {
     /// Credential kind.
     #[serde(default)]
-    pub kind: CredentialKind,
+    pub kind: AuthKind,
     /// Where it came from.
     #[serde(default)]
     pub source: TokenSource,
@@ -264,7 +264,7 @@ pub struct Authentication {
 impl Authentication {
     /// No credential.
     pub fn anonymous() -> Self {
-        Self { kind: CredentialKind::None, source: TokenSource::None, provider: None, principal: None }
+        Self { kind: AuthKind::None, source: TokenSource::None, provider: None, principal: None }
     }
 }
 

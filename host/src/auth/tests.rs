@@ -1,6 +1,6 @@
 //! End-to-end tests of [`Authenticator`] against a real JWKS server on
-//! 127.0.0.1, with keys generated at test time. Each checklist item from
-//! `SECURITY-CHECKLIST.md` is named in the test's name.
+//! 127.0.0.1, with keys generated at test time. Each item of the security
+//! checklist, `docs/security.md`, is named in its test's name.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

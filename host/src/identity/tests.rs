@@ -40,7 +40,7 @@ fn the_vocabulary_deserializes_in_kebab_case_with_defaults() {
     .expect("token");
     assert_eq!(
         (a.kind, a.source, a.provider.as_deref()),
-        (CredentialKind::OidcToken, TokenSource::AuthorizationHeader, Some("kc"))
+        (AuthKind::OidcToken, TokenSource::AuthorizationHeader, Some("kc"))
     );
     assert_eq!(a.principal, Some(Principal { subject: "s".into(), roles: vec!["r".into()], ..Principal::default() }));
     let c: Classification = serde_norway::from_str("{ class: dual-auth, required-scopes: [a] }").expect("class");

@@ -275,13 +275,13 @@ impl From<&id::Classification> for wit::Classification {
     }
 }
 
-impl From<id::CredentialKind> for wit::CredentialKind {
-    fn from(k: id::CredentialKind) -> Self {
+impl From<id::AuthKind> for wit::CredentialKind {
+    fn from(k: id::AuthKind) -> Self {
         match k {
-            id::CredentialKind::None => Self::None,
-            id::CredentialKind::SandboxSecret => Self::SandboxSecret,
-            id::CredentialKind::OidcToken => Self::OidcToken,
-            id::CredentialKind::GatewayToken => Self::GatewayToken,
+            id::AuthKind::None => Self::None,
+            id::AuthKind::SandboxSecret => Self::SandboxSecret,
+            id::AuthKind::OidcToken => Self::OidcToken,
+            id::AuthKind::GatewayToken => Self::GatewayToken,
         }
     }
 }

@@ -240,7 +240,7 @@ mod tests {
     fn sets_identity_headers() {
         let mut h = HeaderMap::new();
         let auth = Authentication {
-            kind: crate::identity::CredentialKind::OidcToken,
+            kind: crate::identity::AuthKind::OidcToken,
             source: crate::identity::TokenSource::AuthorizationHeader,
             provider: Some("kc".into()),
             principal: Some(crate::identity::Principal {

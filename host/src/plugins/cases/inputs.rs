@@ -74,7 +74,7 @@ fn check_call(c: &id::CallInfo, warnings: &mut Vec<String>) -> Result<(), String
 /// What `authentication` can be: none (nothing presented), the sandbox
 /// secret (no principal), or a verified token with the principal it maps to.
 fn check_authentication(a: &id::Authentication) -> Result<(), String> {
-    use id::{CredentialKind as K, TokenSource as S};
+    use id::{AuthKind as K, TokenSource as S};
     let token_source = matches!(a.source, S::AuthorizationHeader | S::Cookie | S::QueryParameter);
     let kind = a.kind.as_str();
     match a.kind {
@@ -116,7 +116,7 @@ fn check_authentication(a: &id::Authentication) -> Result<(), String> {
 /// authenticates by class, so e.g. a bearer method reaches the authorizer
 /// only with a verified token.
 fn class_and_kind(class: id::AuthClass, a: &id::Authentication) -> Option<String> {
-    use id::{AuthClass as C, CredentialKind as K};
+    use id::{AuthClass as C, AuthKind as K};
     let kind = a.kind.as_str();
     let possible = matches!(
         (class, a.kind),

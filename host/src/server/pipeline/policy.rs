@@ -10,7 +10,7 @@ use super::super::reject::Rejection;
 use super::Reject;
 use crate::auth::Verified;
 use crate::credentials::CredentialResolver;
-use crate::identity::{Authentication, AuthzRequest, CallInfo, Classification, CredentialKind, Principal, TokenSource};
+use crate::identity::{Authentication, AuthzRequest, CallInfo, Classification, AuthKind, Principal, TokenSource};
 use crate::plugins::PolicySet;
 
 /// Caches of policy answers that do not change between calls.
@@ -70,13 +70,13 @@ impl Caches {
         Ok(match verified {
             Verified::Anonymous => Authentication::anonymous(),
             Verified::SandboxSecret => Authentication {
-                kind: CredentialKind::SandboxSecret,
+                kind: AuthKind::SandboxSecret,
                 source: TokenSource::SandboxHeader,
                 provider: None,
                 principal: None,
             },
             Verified::Gateway { principal, source, .. } => Authentication {
-                kind: CredentialKind::GatewayToken,
+                kind: AuthKind::GatewayToken,
                 source: *source,
                 provider: None,
                 principal: Some(principal.clone()),
@@ -85,7 +85,7 @@ impl Caches {
                 let principal =
                     self.principal(policy, provider, &verified.claims_json, verified.expires_at, token).await?;
                 Authentication {
-                    kind: CredentialKind::OidcToken,
+                    kind: AuthKind::OidcToken,
                     source: *source,
                     provider: Some(provider.to_string()),
                     principal: Some((*principal).clone()),
