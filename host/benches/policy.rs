@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use wasmgate::config::PluginsConfig;
 use wasmgate::identity::{
-    Authentication, AuthzRequest, CallInfo, CredentialInfo, AuthKind, Decision, Protocol, TokenSource,
+    AuthKind, Authentication, AuthzRequest, CallInfo, CredentialInfo, Decision, Protocol, TokenSource,
 };
 use wasmgate::plugins::{Binding, PluginEngine, builtin_bytes};
 

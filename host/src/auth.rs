@@ -34,8 +34,8 @@ use http::HeaderName;
 
 use crate::config::AuthConfig;
 use crate::identity::{AuthClass, Principal, TokenSource};
-use crate::tasks::Tasks;
 use crate::jose::{self, now_unix};
+use crate::tasks::Tasks;
 use crate::tokens::GatewayTokens;
 
 pub use crate::jose::JwtError;

@@ -12,11 +12,11 @@ use notify::EventKind;
 
 use crate::config::Config;
 use crate::config::paths;
+use crate::files::{self, FolderWatch, WatchError};
 use crate::metrics;
 use crate::plugins::{LoadError, PolicySet};
-use crate::server::{Gateway, StartError};
-use crate::files::{self, FolderWatch, WatchError};
 use crate::retry::Backoff;
+use crate::server::{Gateway, StartError};
 use crate::tasks::Tasks;
 
 /// Quiet time after the last change before a reload starts. A ConfigMap
@@ -287,8 +287,6 @@ fn apart(component: &Path, cases: &Path) -> String {
         _ => String::new(),
     }
 }
-
-
 
 #[cfg(test)]
 mod tests {

@@ -996,10 +996,7 @@ fn errors_map_to_three_outcomes_and_never_show_tokens() {
 #[test]
 fn new_without_runtime_is_refused_only_when_providers_exist() {
     assert!(started(&auth_cfg(vec![])).is_ok());
-    assert!(matches!(
-        started(&auth_cfg(vec![provider("p", "https://idp.example")])),
-        Err(AuthError::Config(_))
-    ));
+    assert!(matches!(started(&auth_cfg(vec![provider("p", "https://idp.example")])), Err(AuthError::Config(_))));
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use super::super::reject::Rejection;
 use super::Reject;
 use crate::auth::Verified;
 use crate::credentials::CredentialResolver;
-use crate::identity::{Authentication, AuthzRequest, CallInfo, Classification, AuthKind, Principal, TokenSource};
+use crate::identity::{AuthKind, Authentication, AuthzRequest, CallInfo, Classification, Principal, TokenSource};
 use crate::plugins::PolicySet;
 
 /// Caches of policy answers that do not change between calls.
