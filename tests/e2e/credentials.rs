@@ -77,19 +77,33 @@ async fn echo_upstream() -> (SocketAddr, Arc<AtomicU64>) {
 
 /// Runs the reference credentials driver on `socket` until the returned
 /// sender is dropped or fired.
-fn run_driver(config: &Path, socket: &Path) -> (oneshot::Sender<()>, credentials_driver::Driver) {
+/// A running reference driver; [`DriverStop::now`] stops it and returns
+/// once it has (graceful: its connections are closed, not just announced).
+struct DriverStop {
+    stop: oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl DriverStop {
+    async fn now(self) {
+        self.stop.send(()).expect("stop driver");
+        tokio::time::timeout(Duration::from_secs(10), self.served).await.expect("the driver stops").expect("join");
+    }
+}
+
+fn run_driver(config: &Path, socket: &Path) -> (DriverStop, credentials_driver::Driver) {
     let cfg = credentials_driver::config::Config::load(config).expect("driver config");
     let driver = credentials_driver::Driver::start(&cfg).expect("driver starts");
     let listener = credentials_driver::bind(socket).expect("bind driver socket");
     let (stop, stopped) = oneshot::channel::<()>();
     let service = driver.service.clone();
-    tokio::spawn(async move {
+    let served = tokio::spawn(async move {
         let _ = credentials_driver::serve(listener, service, async {
             let _ = stopped.await;
         })
         .await;
     });
-    (stop, driver)
+    (DriverStop { stop, served }, driver)
 }
 
 fn driver_files(dir: &Path) -> (PathBuf, PathBuf) {
@@ -182,7 +196,9 @@ async fn credentials_are_injected_and_a_down_driver_is_503_then_reconnects() {
 
     // The driver goes away: a credential not cached yet cannot be had → 503,
     // and the call is not forwarded without it.
-    stop.send(()).expect("stop driver");
+    // Stopped, not just asked to: a call racing the driver's GOAWAY could
+    // still be answered on the open connection.
+    stop.now().await;
     let _ = std::fs::remove_file(&socket);
     let before = hits.load(Ordering::Relaxed);
     let started = Instant::now();
