@@ -151,6 +151,11 @@ impl Call {
     /// known: `status` is what the client gets, `rejected` the rejection
     /// that produced it (policy, or the upstream's failure).
     pub(super) fn record(&mut self, status: StatusCode, rejected: Option<&Reject>) {
+        // The line is built (phase timings, joined names) only when it is
+        // written: not on every call of a gateway that filters it out.
+        if !tracing::enabled!(target: "wasmgate::decision", tracing::Level::INFO) {
+            return;
+        }
         let elapsed = self.started.elapsed();
         // Once the policy allowed the call, an upstream failure is its
         // status and reason, not a different decision.
