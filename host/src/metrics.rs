@@ -46,11 +46,30 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status_class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLogLabels {
+    sink: String,
+    result: String,
+}
+
+/// The OpenTelemetry default buckets for HTTP durations, in seconds.
+const HTTP_DURATION_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
 }
 
 struct Metrics {
+    http_requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    decision_log: Family<DecisionLogLabels, Counter>,
     connections_open: Gauge,
     connections_closed: Family<ReasonLabels, Counter>,
     accept_errors: Family<KindLabels, Counter>,
@@ -66,7 +85,8 @@ struct Metrics {
 fn metrics() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| {
-        let mut registry = Registry::with_prefix("wasmgate");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("wasmgate");
         let policy_failures = Family::<PolicyFailureLabels, Counter>::default();
         registry.register(
             "policy_failures",
@@ -113,13 +133,32 @@ fn metrics() -> &'static Metrics {
             "Failed accepts on the main listener, by kind (fd_limit, other)",
             accept_errors.clone(),
         );
+        let decision_log = Family::<DecisionLogLabels, Counter>::default();
+        registry.register(
+            "decision_log_records",
+            "Decision-log records by sink and result (written, dropped)",
+            decision_log.clone(),
+        );
+        // Without the `wasmgate_` prefix: the OpenTelemetry HTTP semantic
+        // conventions name it, so dashboards built for other servers work.
+        let http_requests = Family::<RequestLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(HTTP_DURATION_BUCKETS)) as fn() -> Histogram,
+        );
+        root.register(
+            "http_server_request_duration_seconds",
+            "Duration of calls on the main listener, from the request to the response head, by route, method and \
+             status class",
+            http_requests.clone(),
+        );
         Metrics {
+            http_requests,
+            decision_log,
             connections_open,
             connections_closed,
             accept_errors,
             upstream_failures,
             shadow,
-            registry,
+            registry: root,
             policy_failures,
             decisions,
             pipeline_seconds,
@@ -193,6 +232,45 @@ pub fn accept_error(kind: &str) {
 /// Records the pipeline's duration.
 pub fn pipeline_duration(seconds: f64) {
     metrics().pipeline_seconds.observe(seconds);
+}
+
+/// Records one call of the main listener, when its response head is
+/// known: route (empty when none matched), method (`_OTHER` for one
+/// outside the standard set) and status class (`2xx` ...).
+pub fn http_request(route: &str, method: &http::Method, status: http::StatusCode, seconds: f64) {
+    let method = match *method {
+        http::Method::GET
+        | http::Method::HEAD
+        | http::Method::POST
+        | http::Method::PUT
+        | http::Method::DELETE
+        | http::Method::CONNECT
+        | http::Method::OPTIONS
+        | http::Method::TRACE
+        | http::Method::PATCH => method.as_str(),
+        _ => "_OTHER",
+    };
+    let status_class = match status.as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    };
+    metrics()
+        .http_requests
+        .get_or_create(&RequestLabels {
+            route: route.to_owned(),
+            method: method.to_owned(),
+            status_class: status_class.to_owned(),
+        })
+        .observe(seconds);
+}
+
+/// Counts a decision-log record a sink wrote or dropped (`written`,
+/// `dropped`).
+pub fn decision_log(sink: &str, result: &str) {
+    metrics().decision_log.get_or_create(&DecisionLogLabels { sink: sink.to_owned(), result: result.to_owned() }).inc();
 }
 
 /// Every metric in the Prometheus text format.

@@ -12,6 +12,18 @@ use super::reject::Rejection;
 use crate::identity::{AuthClass, Authentication, CallInfo, Classification};
 use crate::metrics;
 
+/// The response header that carries the call's decision id.
+pub(super) const DECISION_ID_HEADER: &str = "x-decision-id";
+
+/// 128 random bits, hex: unique per call across replicas and restarts.
+fn new_decision_id() -> String {
+    let mut bytes = [0u8; 16];
+    // The system RNG does not fail on a supported platform; a zero id
+    // would still be written, never a panic.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
 /// The phases of a call, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -82,6 +94,13 @@ pub(super) struct Call {
     mark: Instant,
     /// Time spent in each phase so far, in order.
     timings: Vec<(Phase, Duration)>,
+    /// The call's id: in its decision record, its log lines and the
+    /// `x-decision-id` response header.
+    pub(super) decision_id: String,
+    /// The W3C trace id of the call's server span, when tracing is on.
+    pub(super) trace_id: Option<String>,
+    /// The request method.
+    pub(super) method: http::Method,
     /// A gRPC call (content type `application/grpc*`).
     pub(super) grpc: bool,
     /// The path as received until the route phase, then the canonical path.
@@ -111,12 +130,15 @@ pub(super) struct Call {
 }
 
 impl Call {
-    pub(super) fn new(path: &str, grpc: bool) -> Self {
+    pub(super) fn new(method: &http::Method, path: &str, grpc: bool) -> Self {
         let now = Instant::now();
         Self {
             started: now,
             mark: now,
             timings: Vec::with_capacity(8),
+            decision_id: new_decision_id(),
+            trace_id: None,
+            method: method.clone(),
             grpc,
             path: path.to_owned(),
             authority: String::new(),
@@ -147,10 +169,22 @@ impl Call {
         metrics::decision(&self.route_name, rejected.map_or("allow", Rejection::outcome));
     }
 
+    /// Ends the call when the response head is known: the decision id goes
+    /// to the client, the request metrics and the decision record are
+    /// written.
+    pub(super) fn finish(&mut self, response: &mut http::Response<axum::body::Body>, rejected: Option<&Reject>) {
+        if let Ok(id) = http::HeaderValue::from_str(&self.decision_id) {
+            response.headers_mut().insert(DECISION_ID_HEADER, id);
+        }
+        let status = response.status();
+        metrics::http_request(&self.route_name, &self.method, status, self.started.elapsed().as_secs_f64());
+        self.record(status, rejected);
+    }
+
     /// Writes the call's one decision record, when the response head is
     /// known: `status` is what the client gets, `rejected` the rejection
     /// that produced it (policy, or the upstream's failure).
-    pub(super) fn record(&mut self, status: StatusCode, rejected: Option<&Reject>) {
+    fn record(&mut self, status: StatusCode, rejected: Option<&Reject>) {
         // The line is built (phase timings, joined names) only when it is
         // written: not on every call of a gateway that filters it out.
         if !tracing::enabled!(target: "wasmgate::decision", tracing::Level::INFO) {
@@ -184,6 +218,9 @@ impl Call {
         });
         tracing::info!(
             target: "wasmgate::decision",
+            decision_id = self.decision_id.as_str(),
+            trace_id = self.trace_id.as_deref(),
+            method = self.method.as_str(),
             route = self.route_name.as_str(),
             path = self.path.as_str(),
             class = self.classification.as_ref().map(|c| c.class.as_str()).unwrap_or(""),
@@ -216,7 +253,7 @@ mod tests {
 
     #[test]
     fn phases_are_timed_in_order() {
-        let mut call = Call::new("/x", false);
+        let mut call = Call::new(&http::Method::GET, "/x", false);
         call.done(Phase::Sanitize);
         call.done(Phase::Route);
         let names: Vec<&str> = call.timings.iter().map(|(p, _)| p.as_str()).collect();

@@ -36,8 +36,8 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 /// Handles one gateway call.
 pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
-    let mut call = Call::new(parts.uri.path(), is_grpc(&parts.headers));
-    let (response, rejected) = match call.run(&state, &mut parts).await {
+    let mut call = Call::new(&parts.method, parts.uri.path(), is_grpc(&parts.headers));
+    let (mut response, rejected) = match call.run(&state, &mut parts).await {
         Err(reject) => {
             call.decided(Some(reject.rejection));
             (reject.rejection.into_response(call.grpc), Some(reject))
@@ -50,7 +50,7 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Bo
             }
         }
     };
-    call.record(response.status(), rejected.as_ref());
+    call.finish(&mut response, rejected.as_ref());
     response
 }
 
