@@ -242,6 +242,12 @@ pub async fn grpc_unary(send: &h2::client::SendRequest<bytes::Bytes>, path: &str
         .body(())
         .expect("request");
     let (resp, mut body) = send.send_request(req, false).expect("send");
-    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true).expect("body");
+    // A gateway that refuses the call at once (a trailers-only answer, then
+    // RST_STREAM(NO_ERROR)) may have closed the stream before the message
+    // is sent: the send then fails with `InactiveStreamId`, and the answer
+    // is still what the call got. Any other failure shows in the response.
+    if let Err(e) = body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true) {
+        assert!(e.is_reset() || e.reason().is_some() || e.to_string().contains("inactive stream"), "body: {e}");
+    }
     resp.await.expect("response head")
 }
