@@ -64,6 +64,7 @@ async fn run(live: Weak<Live>, mut watch: FolderWatch) {
         last.report("revocation list", revoked);
     }
 }
+
 /// Counts a reload that changed a set (`success`) or was rejected
 /// (`failure`); one that found nothing new is not a reload.
 fn count(result: &Result<Option<String>, GatewayTokenError>, metric: fn(&str)) {
@@ -73,7 +74,6 @@ fn count(result: &Result<Option<String>, GatewayTokenError>, metric: fn(&str)) {
         Err(_) => metric("failure"),
     }
 }
-
 /// The last outcome per source, so an unchanged state is not logged again
 /// at every resync.
 #[derive(Default)]
