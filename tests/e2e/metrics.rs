@@ -183,7 +183,7 @@ async fn metrics_show_upstreams_keys_drivers_credentials_and_reloads_after_real_
             .replacen(
                 "policy:\n",
                 &format!(
-                    "drivers:\n  credentials: {{ socket: \"{sock}\", timeout_ms: 500, health_interval_ms: 100 }}\n  credential_cache: {{ default_ttl_ms: 3000, refresh_ahead_ms: 2000 }}\npolicy:\n  credential_policy:\n    plugin: builtin:default-credential-policy\n    settings:\n      rules:\n        - {{ match: \"/up/cred\", credential: cred-a }}\n"
+                    "drivers:\n  credentials: {{ socket: \"{sock}\", timeout_ms: 500, health_interval_ms: 100 }}\n  credential_cache: {{ default_ttl_ms: 5000, refresh_ahead_ms: 3000 }}\npolicy:\n  credential_policy:\n    plugin: builtin:default-credential-policy\n    settings:\n      rules:\n        - {{ match: \"/up/cred\", credential: cred-a }}\n"
                 ),
                 1,
             )
@@ -273,8 +273,8 @@ async fn metrics_show_upstreams_keys_drivers_credentials_and_reloads_after_real_
     let resolve = [("driver", "credentials"), ("method", "ResolveCredential")];
     assert_eq!(value("wasmgate_driver_call_duration_seconds_count", &resolve), 1.0);
 
-    // The driver starts failing: the refresh ahead of expiry (after 1.5 s)
-    // fails and is counted; once stale (3 s) the miss fails as unavailable.
+    // The driver starts failing: the refresh ahead of expiry (from 2.5 s)
+    // fails and is counted; once stale (5 s) the miss fails as unavailable.
     driver.failing.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {
