@@ -287,8 +287,10 @@ impl CredentialResolver {
             if now >= e.refresh_at_ms {
                 self.spawn_refresh(name, &slot, now);
             }
+            crate::metrics::credential_cache("hit");
             return Ok(Arc::clone(&e.credential));
         }
+        crate::metrics::credential_cache("miss");
         let result = slot.flight.run(|| slot.fresh(unix_ms(SystemTime::now())), || self.inner.fetch(name, &slot)).await;
         if result.is_err() && slot.current.load().is_none() {
             // Keep no slot for names that never resolved (unknown credentials).
@@ -323,6 +325,7 @@ impl CredentialResolver {
             };
             if let Err(e) = slot.flight.run(not_due, || inner.fetch(&name, &slot)).await {
                 tracing::warn!(credential = %name, error = %e, "background credential refresh failed");
+                crate::metrics::credential_refresh_failure();
                 slot.retry_at_ms.store(add_ms(SystemTime::now(), REFRESH_RETRY), Ordering::Release);
             }
             slot.refreshing.store(false, Ordering::Release);
@@ -350,12 +353,13 @@ impl Inner {
     async fn fetch(&self, name: &str, slot: &CachedCredential) -> Result<Arc<ResolvedCredential>, CredentialError> {
         let mut client = self.client.clone();
         let request = self.driver.request(ResolveCredentialRequest { name: name.to_owned() });
-        let answer = self.driver.call(client.resolve_credential(request)).await.map_err(|e| match e {
-            DriverError::Status { code: tonic::Code::NotFound, .. } => {
-                CredentialError::UnknownCredential { name: name.to_owned() }
-            }
-            e => e.into(),
-        })?;
+        let answer =
+            self.driver.call("ResolveCredential", client.resolve_credential(request)).await.map_err(|e| match e {
+                DriverError::Status { code: tonic::Code::NotFound, .. } => {
+                    CredentialError::UnknownCredential { name: name.to_owned() }
+                }
+                e => e.into(),
+            })?;
         let fetched = SystemTime::now();
         let credential = Arc::new(validate(name, answer, fetched)?);
         let (stale, refresh) = schedule(fetched, credential.expires_at, &self.cfg);
@@ -371,7 +375,7 @@ impl Inner {
     async fn fetch_catalogue(&self) -> Result<Catalogue, CredentialError> {
         let mut client = self.client.clone();
         let request = self.driver.request(ListCredentialsRequest {});
-        let answer = self.driver.call(client.list_credentials(request)).await?;
+        let answer = self.driver.call("ListCredentials", client.list_credentials(request)).await?;
         let list: Catalogue = answer
             .credentials
             .into_iter()

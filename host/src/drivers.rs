@@ -91,6 +91,18 @@ pub enum DriverError {
     },
 }
 
+impl DriverError {
+    /// The `result` label of `wasmgate_driver_calls_total`: `unavailable`,
+    /// `deadline_exceeded` or `error` (the driver answered an error status).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable { .. } => "unavailable",
+            Self::DeadlineExceeded { .. } => "deadline_exceeded",
+            Self::Status { .. } => "error",
+        }
+    }
+}
+
 /// A driver's readiness, for `/readyz` and the admin listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriverReadiness {
@@ -319,18 +331,24 @@ impl Driver {
         r
     }
 
-    /// Runs one call with the deadline and maps its failure. A transport
+    /// Runs one call of gRPC method `method` (`ResolveCredential`, for the
+    /// metrics) with the deadline and maps its failure. A transport
     /// failure marks the driver not ready and wakes the health watch at once.
     pub async fn call<T>(
         &self,
+        method: &'static str,
         call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, DriverError> {
         let s = self.shared();
-        match tokio::time::timeout(s.timeout, call).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(s.timeout, call).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Err(_) => Err(DriverError::DeadlineExceeded { driver: s.name.clone(), timeout: s.timeout }),
             Ok(Err(status)) => Err(self.map_status(&status)),
-        }
+        };
+        let outcome = result.as_ref().map_or_else(DriverError::kind, |_| "ok");
+        crate::metrics::driver_call(&s.name, method, outcome, started.elapsed().as_secs_f64());
+        result
     }
 
     fn map_status(&self, status: &tonic::Status) -> DriverError {

@@ -1,6 +1,16 @@
 //! Prometheus metrics, exposed in text format on the admin listener.
+//!
+//! Names follow the Prometheus conventions: base units (`_seconds`),
+//! `_total` on counters, a `wasmgate_` prefix (except
+//! `http_server_request_duration_seconds`, named by the OpenTelemetry HTTP
+//! conventions), and labels whose values come from bounded sets: config
+//! names (route, provider, driver), fixed enums (kind, result, status
+//! class), never paths, subjects, tenants or token ids. The reference is
+//! `docs/observability.d/20-metrics.md`; `tests.rs` checks every family
+//! against these rules.
 
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,6 +18,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+#[cfg(test)]
+mod tests;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyFailureLabels {
@@ -22,7 +35,7 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReloadLabels {
+struct ResultLabels {
     result: String,
 }
 
@@ -58,97 +71,237 @@ struct DecisionLogLabels {
     result: String,
 }
 
-/// The OpenTelemetry default buckets for HTTP durations, in seconds.
-const HTTP_DURATION_BUCKETS: [f64; 14] =
-    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatusLabels {
+    route: String,
+    status_class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderResultLabels {
+    provider: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriverCallLabels {
+    driver: String,
+    method: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriverMethodLabels {
+    driver: String,
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    wit: String,
+}
+
+/// The OpenTelemetry default buckets for HTTP durations, in seconds.
+const HTTP_DURATION_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+/// The pipeline (authentication and policy): 1 µs to 1 s. A warm call
+/// takes tens of microseconds; a policy component can take milliseconds (a
+/// JavaScript one about 0.3 ms); its deadline is at most 10 s.
+const PIPELINE_BUCKETS: [f64; 19] = [
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5,
+    1.0,
+];
+
+/// Upstream requests, to the response head: 0.5 ms (a Unix socket on the
+/// same host) to 30 s (long timeouts).
+const UPSTREAM_BUCKETS: [f64; 16] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0];
+
+/// Driver calls over Unix sockets: 100 µs to 5 s (deadlines are seconds).
+const DRIVER_BUCKETS: [f64; 15] =
+    [1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn histograms<L: Clone + std::hash::Hash + Eq>(new: fn() -> Histogram) -> HistogramFamily<L> {
+    Family::new_with_constructor(new)
+}
+
 struct Metrics {
-    http_requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    http_requests: HistogramFamily<RequestLabels>,
     decision_log: Family<DecisionLogLabels, Counter>,
     connections_open: Gauge,
     connections_closed: Family<ReasonLabels, Counter>,
     accept_errors: Family<KindLabels, Counter>,
     upstream_failures: Family<UpstreamFailureLabels, Counter>,
+    upstream_duration: HistogramFamily<RouteLabels>,
+    upstream_responses: Family<RouteStatusLabels, Counter>,
     shadow: Family<ShadowLabels, Counter>,
     registry: Registry,
     policy_failures: Family<PolicyFailureLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
-    pipeline_seconds: Histogram,
-    reloads: Family<ReloadLabels, Counter>,
+    pipeline: HistogramFamily<RouteLabels>,
+    reloads: Family<ResultLabels, Counter>,
+    jwks_fetches: Family<ProviderResultLabels, Counter>,
+    jwks_keys: Family<ProviderLabels, Gauge>,
+    jwks_last_success: Family<ProviderLabels, Gauge<f64, AtomicU64>>,
+    driver_calls: Family<DriverCallLabels, Counter>,
+    driver_duration: HistogramFamily<DriverMethodLabels>,
+    credential_cache: Family<ResultLabels, Counter>,
+    credential_refresh_failures: Counter,
+    gateway_key_reloads: Family<ResultLabels, Counter>,
+    revocation_reloads: Family<ResultLabels, Counter>,
+    build_info: Family<BuildLabels, Gauge>,
 }
 
 fn metrics() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| {
         let mut root = Registry::default();
-        let registry = root.sub_registry_with_prefix("wasmgate");
-        let policy_failures = Family::<PolicyFailureLabels, Counter>::default();
-        registry.register(
-            "policy_failures",
-            "Policy component calls that failed closed, by component and kind",
-            policy_failures.clone(),
-        );
-        let decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register("decisions", "Gateway decisions by route and outcome", decisions.clone());
-        let pipeline_seconds = Histogram::new([5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2]);
-        registry.register(
-            "pipeline_seconds",
-            "Time from request to forwarding decision (authentication and policy)",
-            pipeline_seconds.clone(),
-        );
-        let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register("policy_reloads", "Policy reload attempts by result", reloads.clone());
-        let shadow = Family::<ShadowLabels, Counter>::default();
-        registry.register(
-            "shadow_evaluations",
-            "Shadow policy evaluations by role, active and shadow component, and result (agree, disagree, skipped)",
-            shadow.clone(),
-        );
-        let upstream_failures = Family::<UpstreamFailureLabels, Counter>::default();
-        registry.register(
-            "upstream_failures",
-            "Upstream requests that failed, by route and kind (connect, timeout, reset, protocol, too_large, exhausted)",
-            upstream_failures.clone(),
-        );
-        let connections_open = Gauge::default();
-        registry.register(
-            "connections_open",
-            "Client connections of the main listener open now (evicted ones until they are closed)",
-            connections_open.clone(),
-        );
-        let connections_closed = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "connections_closed",
-            "Client connections the gateway closed on its own, by reason (refused, evicted, tls_handshake_timeout, first_byte_timeout, header_timeout, idle_timeout)",
-            connections_closed.clone(),
-        );
-        let accept_errors = Family::<KindLabels, Counter>::default();
-        registry.register(
-            "accept_errors",
-            "Failed accepts on the main listener, by kind (fd_limit, other)",
-            accept_errors.clone(),
-        );
-        let decision_log = Family::<DecisionLogLabels, Counter>::default();
-        registry.register(
-            "decision_log_records",
-            "Decision-log records by sink and result (written, dropped)",
-            decision_log.clone(),
-        );
         // Without the `wasmgate_` prefix: the OpenTelemetry HTTP semantic
         // conventions name it, so dashboards built for other servers work.
-        let http_requests = Family::<RequestLabels, Histogram>::new_with_constructor(
-            (|| Histogram::new(HTTP_DURATION_BUCKETS)) as fn() -> Histogram,
-        );
+        let http_requests = histograms::<RequestLabels>(|| Histogram::new(HTTP_DURATION_BUCKETS));
         root.register(
             "http_server_request_duration_seconds",
             "Duration of calls on the main listener, from the request to the response head, by route, method and \
              status class",
             http_requests.clone(),
+        );
+        let r = root.sub_registry_with_prefix("wasmgate");
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        r.register(
+            "build_info",
+            "Always 1: the gateway's version and the WIT package its components are checked against",
+            build_info.clone(),
+        );
+        let policy_failures = Family::<PolicyFailureLabels, Counter>::default();
+        r.register(
+            "policy_failures",
+            "Policy component calls that failed closed, by component and kind",
+            policy_failures.clone(),
+        );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        r.register("decisions", "Gateway decisions by route and outcome", decisions.clone());
+        let pipeline = histograms::<RouteLabels>(|| Histogram::new(PIPELINE_BUCKETS));
+        r.register(
+            "pipeline_duration_seconds",
+            "Time from the request to the forwarding decision (authentication and policy), by route",
+            pipeline.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        r.register("policy_reloads", "Policy reload attempts by result (success, failure)", reloads.clone());
+        let shadow = Family::<ShadowLabels, Counter>::default();
+        r.register(
+            "shadow_evaluations",
+            "Shadow policy evaluations by role, active and shadow component, and result (agree, disagree, skipped)",
+            shadow.clone(),
+        );
+        let upstream_failures = Family::<UpstreamFailureLabels, Counter>::default();
+        r.register(
+            "upstream_failures",
+            "Upstream requests that failed, by route and kind (connect, timeout, reset, protocol, too_large, exhausted)",
+            upstream_failures.clone(),
+        );
+        let upstream_duration = histograms::<RouteLabels>(|| Histogram::new(UPSTREAM_BUCKETS));
+        r.register(
+            "upstream_request_duration_seconds",
+            "Upstream requests sent, from sending to the response head or the failure, by route",
+            upstream_duration.clone(),
+        );
+        let upstream_responses = Family::<RouteStatusLabels, Counter>::default();
+        r.register(
+            "upstream_responses",
+            "Upstream response heads received, by route and status class (1xx to 5xx)",
+            upstream_responses.clone(),
+        );
+        let connections_open = Gauge::default();
+        r.register(
+            "connections_open",
+            "Client connections of the main listener open now (evicted ones until they are closed)",
+            connections_open.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        r.register(
+            "connections_closed",
+            "Client connections the gateway closed on its own, by reason (refused, evicted, tls_handshake_timeout, first_byte_timeout, header_timeout, idle_timeout)",
+            connections_closed.clone(),
+        );
+        let accept_errors = Family::<KindLabels, Counter>::default();
+        r.register("accept_errors", "Failed accepts on the main listener, by kind (fd_limit, other)", accept_errors.clone());
+        let decision_log = Family::<DecisionLogLabels, Counter>::default();
+        r.register(
+            "decision_log_records",
+            "Decision-log records by sink and result (written, dropped)",
+            decision_log.clone(),
+        );
+        let jwks_fetches = Family::<ProviderResultLabels, Counter>::default();
+        r.register(
+            "jwks_fetches",
+            "JWKS fetches (with discovery) by identity provider and result (success, transport, status, too_large, \
+             invalid, no_usable_keys)",
+            jwks_fetches.clone(),
+        );
+        let jwks_keys = Family::<ProviderLabels, Gauge>::default();
+        r.register("jwks_keys", "Usable keys in the last key set fetched, by identity provider", jwks_keys.clone());
+        let jwks_last_success = Family::<ProviderLabels, Gauge<f64, AtomicU64>>::default();
+        r.register(
+            "jwks_last_success_timestamp_seconds",
+            "When the provider's key set was last fetched successfully (Unix seconds); its age is time() minus this",
+            jwks_last_success.clone(),
+        );
+        let driver_calls = Family::<DriverCallLabels, Counter>::default();
+        r.register(
+            "driver_calls",
+            "Driver calls by driver, gRPC method and result (ok, unavailable, deadline_exceeded, error)",
+            driver_calls.clone(),
+        );
+        let driver_duration = histograms::<DriverMethodLabels>(|| Histogram::new(DRIVER_BUCKETS));
+        r.register(
+            "driver_call_duration_seconds",
+            "Duration of driver calls, answered or not, by driver and gRPC method",
+            driver_duration.clone(),
+        );
+        let credential_cache = Family::<ResultLabels, Counter>::default();
+        r.register(
+            "credential_cache_lookups",
+            "Upstream credentials asked of the cache, by result (hit: served from the cache, miss: fetched from \
+             the driver or waited for a fetch in flight)",
+            credential_cache.clone(),
+        );
+        let credential_refresh_failures = Counter::default();
+        r.register(
+            "credential_refresh_failures",
+            "Background refreshes of a cached upstream credential ahead of its expiry that failed",
+            credential_refresh_failures.clone(),
+        );
+        let gateway_key_reloads = Family::<ResultLabels, Counter>::default();
+        r.register(
+            "gateway_key_reloads",
+            "Reloads of the gateway-token key folder that changed the key set (success) or were rejected (failure)",
+            gateway_key_reloads.clone(),
+        );
+        let revocation_reloads = Family::<ResultLabels, Counter>::default();
+        r.register(
+            "revocation_list_reloads",
+            "Reloads of the gateway-token revocation list that changed it (success) or were rejected (failure)",
+            revocation_reloads.clone(),
         );
         Metrics {
             http_requests,
@@ -157,14 +310,50 @@ fn metrics() -> &'static Metrics {
             connections_closed,
             accept_errors,
             upstream_failures,
+            upstream_duration,
+            upstream_responses,
             shadow,
             registry: root,
             policy_failures,
             decisions,
-            pipeline_seconds,
+            pipeline,
             reloads,
+            jwks_fetches,
+            jwks_keys,
+            jwks_last_success,
+            driver_calls,
+            driver_duration,
+            credential_cache,
+            credential_refresh_failures,
+            gateway_key_reloads,
+            revocation_reloads,
+            build_info,
         }
     })
+}
+
+fn result(result: &str) -> ResultLabels {
+    ResultLabels { result: result.to_owned() }
+}
+
+/// `1xx` to `5xx`; anything out of range is `5xx`.
+fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Sets `wasmgate_build_info{version, wit} 1`: this build's version and the
+/// WIT package (`wasmgate:policy@0.1.0`) components are checked against.
+pub fn build_info(wit: &str) {
+    metrics()
+        .build_info
+        .get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned(), wit: wit.to_owned() })
+        .set(1);
 }
 
 /// Counts a policy call that failed closed.
@@ -181,8 +370,8 @@ pub fn decision(route: &str, outcome: &str) {
 }
 
 /// Counts a policy reload attempt (`success` or `failure`).
-pub fn reload(result: &str) {
-    metrics().reloads.get_or_create(&ReloadLabels { result: result.to_owned() }).inc();
+pub fn reload(result_label: &str) {
+    metrics().reloads.get_or_create(&result(result_label)).inc();
 }
 
 /// Counts a shadow evaluation (`agree`, `disagree` or `skipped`).
@@ -199,12 +388,28 @@ pub fn shadow(role: &str, active: &str, shadow: &str, result: &str) {
 }
 
 /// Counts an upstream request that failed (`connect`, `timeout`, `reset`,
-/// `protocol`, `too_large`).
+/// `protocol`, `too_large`, `exhausted`).
 pub fn upstream_failure(route: &str, kind: &str) {
     metrics()
         .upstream_failures
         .get_or_create(&UpstreamFailureLabels { route: route.to_owned(), kind: kind.to_owned() })
         .inc();
+}
+
+/// Records an upstream request that was sent: its duration to the response
+/// head (or to its failure, `status` `None`), and with a response head its
+/// status class.
+pub fn upstream_request(route: &str, status: Option<http::StatusCode>, seconds: f64) {
+    let m = metrics();
+    m.upstream_duration.get_or_create(&RouteLabels { route: route.to_owned() }).observe(seconds);
+    if let Some(status) = status {
+        m.upstream_responses
+            .get_or_create(&RouteStatusLabels {
+                route: route.to_owned(),
+                status_class: status_class(status).to_owned(),
+            })
+            .inc();
+    }
 }
 
 /// Counts a client connection admitted by the main listener.
@@ -229,9 +434,10 @@ pub fn accept_error(kind: &str) {
     metrics().accept_errors.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
 }
 
-/// Records the pipeline's duration.
-pub fn pipeline_duration(seconds: f64) {
-    metrics().pipeline_seconds.observe(seconds);
+/// Records the pipeline's duration (request to forwarding decision) on
+/// `route` (empty when none matched).
+pub fn pipeline_duration(route: &str, seconds: f64) {
+    metrics().pipeline.get_or_create(&RouteLabels { route: route.to_owned() }).observe(seconds);
 }
 
 /// Records one call of the main listener, when its response head is
@@ -250,19 +456,12 @@ pub fn http_request(route: &str, method: &http::Method, status: http::StatusCode
         | http::Method::PATCH => method.as_str(),
         _ => "_OTHER",
     };
-    let status_class = match status.as_u16() / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        _ => "5xx",
-    };
     metrics()
         .http_requests
         .get_or_create(&RequestLabels {
             route: route.to_owned(),
             method: method.to_owned(),
-            status_class: status_class.to_owned(),
+            status_class: status_class(status).to_owned(),
         })
         .observe(seconds);
 }
@@ -271,6 +470,65 @@ pub fn http_request(route: &str, method: &http::Method, status: http::StatusCode
 /// `dropped`).
 pub fn decision_log(sink: &str, result: &str) {
     metrics().decision_log.get_or_create(&DecisionLogLabels { sink: sink.to_owned(), result: result.to_owned() }).inc();
+}
+
+/// Counts a JWKS fetch of identity provider `provider` (`success`, or the
+/// failure's kind: `transport`, `status`, `too_large`, `invalid`,
+/// `no_usable_keys`).
+pub fn jwks_fetch(provider: &str, result: &str) {
+    metrics()
+        .jwks_fetches
+        .get_or_create(&ProviderResultLabels { provider: provider.to_owned(), result: result.to_owned() })
+        .inc();
+}
+
+/// Records a key set of `keys` usable keys fetched now for `provider`: the
+/// key count and the last-success timestamp.
+pub fn jwks_keys(provider: &str, keys: usize) {
+    let m = metrics();
+    let labels = ProviderLabels { provider: provider.to_owned() };
+    m.jwks_keys.get_or_create(&labels).set(i64::try_from(keys).unwrap_or(i64::MAX));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    m.jwks_last_success.get_or_create(&labels).set(now);
+}
+
+/// Records one driver call: `method` is its gRPC method
+/// (`ResolveCredential`), `result` `ok`, `unavailable`,
+/// `deadline_exceeded` or `error` (the driver answered an error status).
+pub fn driver_call(driver: &str, method: &str, result: &str, seconds: f64) {
+    let m = metrics();
+    m.driver_calls
+        .get_or_create(&DriverCallLabels {
+            driver: driver.to_owned(),
+            method: method.to_owned(),
+            result: result.to_owned(),
+        })
+        .inc();
+    m.driver_duration
+        .get_or_create(&DriverMethodLabels { driver: driver.to_owned(), method: method.to_owned() })
+        .observe(seconds);
+}
+
+/// Counts an upstream credential asked of the cache: `hit` or `miss`.
+pub fn credential_cache(result_label: &str) {
+    metrics().credential_cache.get_or_create(&result(result_label)).inc();
+}
+
+/// Counts a background credential refresh that failed.
+pub fn credential_refresh_failure() {
+    metrics().credential_refresh_failures.inc();
+}
+
+/// Counts a reload of the gateway-token key folder: `success` (the key set
+/// changed) or `failure` (rejected; the last good set keeps verifying).
+pub fn gateway_key_reload(result_label: &str) {
+    metrics().gateway_key_reloads.get_or_create(&result(result_label)).inc();
+}
+
+/// Counts a reload of the revocation list: `success` (it changed) or
+/// `failure` (rejected; the last good list keeps applying).
+pub fn revocation_list_reload(result_label: &str) {
+    metrics().revocation_reloads.get_or_create(&result(result_label)).inc();
 }
 
 /// Every metric in the Prometheus text format.

@@ -3,6 +3,14 @@
 //! symlink swap is seen), and SIGHUP forces a reload. Changes are debounced;
 //! a candidate that fails is rejected with its reason while the last good
 //! policy set keeps serving, and repeated failures back off.
+//!
+//! A reload applies the policy: `policy`, each route's `classifier`, each
+//! identity provider's `claims_mapper` and `tenants`. Every other change to
+//! the file (the listener, TLS, routes, providers, drivers, ...) needs a
+//! restart: each reload compares the file with the one the gateway started
+//! with, logs `restart required: <keys>` and shows the keys in the reload
+//! status (`restart_required` in `/admin/plugins`) until the file matches
+//! again. Nothing in the file is ignored silently.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +49,14 @@ pub fn start(
     let mut folders = vec![watched.config_dir.clone()];
     folders.extend(watched.plugin_dir.clone());
     let config_path = paths::config_file(&config_path);
+    match std::fs::read_to_string(&config_path) {
+        Ok(text) => gateway.remember_started_config(text),
+        Err(e) => tracing::warn!(
+            config = %config_path.display(),
+            error = %e,
+            "cannot read the config file again: changes that need a restart will not be reported"
+        ),
+    }
     tracing::debug!(config = %config_path.display(), plugins = ?watched.plugin_dir, "watching for policy changes");
     let watch = files::watch_folders(&folders, DEBOUNCE, move |event| {
         !matches!(event.kind, EventKind::Access(_)) && event.paths.iter().any(|p| watched.relevant(p))
@@ -143,16 +159,20 @@ async fn reload_logged(gateway: &Gateway, config_path: &Path, retry: Option<Dura
             gateway.note_reload_error(&reason, true);
             Err(reason)
         }
-        Ok(cfg) => match gateway.reload_policy(&cfg).await {
-            Ok(generation) => Ok(generation),
-            Err(e) => {
-                let reason = explain(&e, &cfg, &before);
-                if reason != e.to_string() {
-                    gateway.note_reload_error(&reason, false);
+        Ok(cfg) => {
+            // What the policy reload below cannot apply is said, never dropped.
+            check_restart_required(gateway, config_path);
+            match gateway.reload_policy(&cfg).await {
+                Ok(generation) => Ok(generation),
+                Err(e) => {
+                    let reason = explain(&e, &cfg, &before);
+                    if reason != e.to_string() {
+                        gateway.note_reload_error(&reason, false);
+                    }
+                    Err(reason)
                 }
-                Err(reason)
             }
-        },
+        }
     };
     match &result {
         Ok(generation) => {
@@ -173,6 +193,137 @@ async fn reload_logged(gateway: &Gateway, config_path: &Path, retry: Option<Dura
         }
     }
     result
+}
+
+/// Compares the config file with the one the gateway started with, and
+/// records the keys only a restart applies in the reload status: a warning
+/// `restart required: <keys>` when there are any, a note when the file
+/// matches again.
+fn check_restart_required(gateway: &Gateway, config_path: &Path) {
+    let Some(started) = gateway.started_config() else { return };
+    let now = match std::fs::read_to_string(config_path) {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the config file to compare it with the running one");
+            return;
+        }
+    };
+    let keys = restart_required(started, &now);
+    let before = gateway.reload_status().restart_required;
+    if !keys.is_empty() {
+        let joined = keys.join(", ");
+        tracing::warn!(
+            keys = joined.as_str(),
+            "restart required: {joined} (changed in the config file; a reload applies only the policy, so these \
+             keep the values the gateway started with until it is restarted)"
+        );
+    } else if !before.is_empty() {
+        tracing::info!(
+            before = before.join(", ").as_str(),
+            "restart no longer required: the config file matches the running config again"
+        );
+    }
+    gateway.note_restart_required(keys);
+}
+
+/// The keys of the config text `now` that differ from `started` and that a
+/// reload does not apply, in the file's order: top-level keys, nested ones
+/// where both sides are maps (`server.http1.max_headers`), and routes and
+/// identity providers by name (`routes[api].timeout_ms`) while the list of
+/// names is the same; `routes` itself when routes were added, removed or
+/// reordered. What reload applies is left out ([`applied_by_reload`]). A
+/// missing key, `null` and `{}` are the same; anything else is compared as
+/// written, so writing out a default counts as a change. Text that is not
+/// YAML gives nothing (the loader refuses it before this is asked).
+pub fn restart_required(started: &str, now: &str) -> Vec<String> {
+    let parse = |text: &str| {
+        let mut v: serde_norway::Value = serde_norway::from_str(text).ok()?;
+        let _ = v.apply_merge();
+        Some(v)
+    };
+    let (Some(a), Some(b)) = (parse(started), parse(now)) else { return Vec::new() };
+    let mut out = Vec::new();
+    diff("", Some(&a), Some(&b), &mut out);
+    out
+}
+
+/// Whether a reload applies the key at `path` (list entries written
+/// `[name]`): the policy bindings, wherever they are.
+fn applied_by_reload(path: &str) -> bool {
+    let generic: String = {
+        let mut g = String::with_capacity(path.len());
+        let mut depth = 0;
+        for c in path.chars() {
+            match c {
+                '[' => {
+                    depth += 1;
+                    g.push('[');
+                }
+                ']' => {
+                    depth -= 1;
+                    g.push(']');
+                }
+                _ if depth > 0 => {}
+                c => g.push(c),
+            }
+        }
+        g
+    };
+    matches!(
+        generic.as_str(),
+        "policy" | "routes[].classifier" | "auth.providers[].claims_mapper" | "auth.providers[].tenants"
+    )
+}
+
+/// The lists whose entries are named, compared entry by entry.
+const NAMED_LISTS: [&str; 2] = ["routes", "auth.providers"];
+
+fn diff(path: &str, a: Option<&serde_norway::Value>, b: Option<&serde_norway::Value>, out: &mut Vec<String>) {
+    use serde_norway::Value;
+    let empty = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Mapping(m)) => m.is_empty(),
+        _ => false,
+    };
+    if (empty(a) && empty(b)) || a == b || applied_by_reload(path) {
+        return;
+    }
+    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    let as_map = |v: Option<&Value>| match v {
+        Some(Value::Mapping(m)) => Some(m.clone()),
+        None | Some(Value::Null) => Some(serde_norway::Mapping::new()),
+        _ => None,
+    };
+    match (as_map(a), as_map(b)) {
+        // A section added or removed is named, not each key in it.
+        (Some(x), Some(y)) if path.is_empty() || (!x.is_empty() && !y.is_empty()) => {
+            let mut keys: Vec<&Value> = y.keys().collect();
+            keys.extend(x.keys().filter(|k| !y.contains_key(*k)));
+            for key in keys {
+                let name = match key {
+                    Value::String(s) => s.clone(),
+                    other => serde_norway::to_string(other).unwrap_or_default().trim().to_owned(),
+                };
+                diff(&join(&name), x.get(key), y.get(key), out);
+            }
+        }
+        _ => match (a, b) {
+            (Some(Value::Sequence(x)), Some(Value::Sequence(y))) if NAMED_LISTS.contains(&path) => {
+                let names = |list: &[Value]| -> Option<Vec<String>> {
+                    list.iter().map(|e| e.get("name").and_then(Value::as_str).map(str::to_owned)).collect()
+                };
+                match (names(x), names(y)) {
+                    (Some(nx), Some(ny)) if nx == ny => {
+                        for ((ex, ey), name) in x.iter().zip(y).zip(&ny) {
+                            diff(&format!("{path}[{name}]"), Some(ex), Some(ey), out);
+                        }
+                    }
+                    _ => out.push(path.to_owned()),
+                }
+            }
+            _ => out.push(path.to_owned()),
+        },
+    }
 }
 
 /// What differs between two policy sets, one entry per component: added,
@@ -405,6 +556,104 @@ mod tests {
                 format!("removed authz.wasm (sha256 {new})")
             ]
         );
+    }
+
+    const STARTED: &str = r#"
+listen: "127.0.0.1:8080"
+auth:
+  providers:
+    - name: dev
+      issuer: "http://127.0.0.1:9000"
+      audiences: [api]
+      claims_mapper: { plugin: builtin:oidc-claims-mapper }
+plugins: { deadline_ms: 50 }
+policy:
+  authorizer: { plugin: builtin:rbac-authorizer }
+routes:
+  - name: api
+    match: { path_prefix: /v1 }
+    upstream: "http://127.0.0.1:9001"
+  - name: grpc
+    match: { grpc_service: a.v1.Svc }
+    upstream: "http://127.0.0.1:9002"
+"#;
+
+    fn edited(pairs: &[(&str, &str)]) -> Vec<String> {
+        let now = pairs.iter().fold(STARTED.to_owned(), |text, (from, to)| {
+            assert!(text.contains(from), "{from:?} not in the config");
+            text.replacen(from, to, 1)
+        });
+        restart_required(STARTED, &now)
+    }
+
+    #[test]
+    fn what_reload_applies_needs_no_restart() {
+        assert!(restart_required(STARTED, STARTED).is_empty());
+        let reformatted = STARTED.replace("plugins: { deadline_ms: 50 }", "# limits\nplugins:\n  deadline_ms: 50");
+        assert!(restart_required(STARTED, &reformatted).is_empty(), "only values count, not layout or comments");
+        assert!(edited(&[("builtin:rbac-authorizer", "authz.wasm")]).is_empty(), "policy");
+        let classifier = "    upstream: \"http://127.0.0.1:9001\"\n    classifier: { plugin: c.wasm }\n";
+        assert!(
+            edited(&[("    upstream: \"http://127.0.0.1:9001\"\n", classifier)]).is_empty(),
+            "a route's classifier"
+        );
+        let mapper = "claims_mapper: { plugin: m.wasm }\n      tenants: [acme]";
+        assert!(edited(&[("claims_mapper: { plugin: builtin:oidc-claims-mapper }", mapper)]).is_empty(), "a mapper");
+        assert!(edited(&[("listen:", "server: {}\nlisten:")]).is_empty(), "an empty section is the default");
+    }
+
+    #[test]
+    fn every_other_change_is_named_down_to_its_key() {
+        assert_eq!(edited(&[("127.0.0.1:8080", "0.0.0.0:8080")]), ["listen"]);
+        assert_eq!(
+            edited(&[(
+                "    upstream: \"http://127.0.0.1:9002\"\n",
+                "    upstream: \"http://127.0.0.1:9002\"\n    timeout_ms: 5\n"
+            )]),
+            ["routes[grpc].timeout_ms"]
+        );
+        assert_eq!(edited(&[("http://127.0.0.1:9000", "http://127.0.0.1:9999")]), ["auth.providers[dev].issuer"]);
+        assert_eq!(edited(&[("deadline_ms: 50", "deadline_ms: 80")]), ["plugins.deadline_ms"]);
+        assert_eq!(edited(&[("deadline_ms: 50", "deadline_ms: 50, dir: /p")]), ["plugins.dir"], "the watched folder");
+        assert_eq!(edited(&[("listen:", "tls: { cert: c.pem, key: k.pem }\nlisten:")]), ["tls"], "a section added");
+        assert_eq!(
+            edited(&[("listen:", "server: { http1: { max_headers: 50 } }\nlisten:")]),
+            ["server"],
+            "a section added is named once"
+        );
+        assert_eq!(edited(&[("listen:", "telemetry: { sampler: always }\nlisten:")]), ["telemetry"], "a new section");
+        assert_eq!(
+            edited(&[("127.0.0.1:8080", "127.0.0.1:8081"), ("audiences: [api]", "audiences: [api, other]")]),
+            ["listen", "auth.providers[dev].audiences"],
+            "in the file's order"
+        );
+        assert_eq!(edited(&[("plugins: { deadline_ms: 50 }\n", "")]), ["plugins"], "a section removed");
+    }
+
+    #[test]
+    fn routes_added_removed_or_reordered_are_the_routes_key() {
+        let extra = "  - name: new\n    match: { path_prefix: /new }\n    upstream: \"http://127.0.0.1:9003\"\n";
+        assert_eq!(restart_required(STARTED, &format!("{STARTED}{extra}")), ["routes"]);
+        let reordered = STARTED
+            .replace("name: api", "name: tmp")
+            .replace("name: grpc", "name: api")
+            .replace("name: tmp", "name: grpc");
+        assert_eq!(restart_required(STARTED, &reordered), ["routes"]);
+        assert!(restart_required(STARTED, "listen: [unclosed").is_empty(), "the loader refuses what is not YAML");
+    }
+
+    #[test]
+    fn applied_keys_are_the_policy_bindings() {
+        for path in
+            ["policy", "routes[api].classifier", "auth.providers[dev].claims_mapper", "auth.providers[x.y].tenants"]
+        {
+            assert!(applied_by_reload(path), "{path}");
+        }
+        for path in
+            ["policy2", "routes", "routes[api]", "routes[api].upstream", "auth.providers[dev].issuer", "plugins.dir"]
+        {
+            assert!(!applied_by_reload(path), "{path}");
+        }
     }
 
     #[test]

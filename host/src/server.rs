@@ -56,6 +56,9 @@ struct State {
     auth: Authenticator,
     policy: ArcSwap<PolicySet>,
     reloads: std::sync::Mutex<ReloadStatus>,
+    /// The config file's text as the gateway started with it, which a
+    /// reload compares the file against (`reload`: restart required).
+    started_config: std::sync::OnceLock<String>,
     /// One candidate is built at a time.
     reload_lock: tokio::sync::Mutex<()>,
     /// The gateway's identity headers: stripped from clients, set for upstreams.
@@ -88,6 +91,7 @@ impl Gateway {
     pub async fn new(cfg: &Config) -> Result<Self, StartError> {
         cfg.ensure_valid()?;
         cfg.startup_warnings().iter().for_each(|w| tracing::warn!("{w}"));
+        crate::metrics::build_info(crate::plugins::WIT_PACKAGE);
         let engine = PluginEngine::new(&cfg.plugins)?;
         let policy = PolicySet::build(&engine, cfg, 1, None).await?;
         let auth = Authenticator::new(&cfg.auth).map_err(|e| StartError::Auth(e.to_string()))?;
@@ -106,6 +110,7 @@ impl Gateway {
                 auth,
                 policy: ArcSwap::from_pointee(policy),
                 reload_lock: tokio::sync::Mutex::new(()),
+                started_config: std::sync::OnceLock::new(),
                 reloads: std::sync::Mutex::new(ReloadStatus {
                     generation: 1,
                     loaded_at_unix: unix_now(),
@@ -202,6 +207,26 @@ impl Gateway {
         }
     }
 
+    /// Keeps the config file's text as the gateway started with it; the
+    /// first call wins.
+    pub fn remember_started_config(&self, text: String) {
+        let _ = self.state.started_config.set(text);
+    }
+
+    /// The config file's text as the gateway started with it, once
+    /// [remembered](Self::remember_started_config).
+    pub fn started_config(&self) -> Option<&str> {
+        self.state.started_config.get().map(String::as_str)
+    }
+
+    /// Records the config keys changed since start that a reload does not
+    /// apply (empty: none), for the admin surface.
+    pub fn note_restart_required(&self, keys: Vec<String>) {
+        if let Ok(mut status) = self.state.reloads.lock() {
+            status.restart_required = keys;
+        }
+    }
+
     /// The axum router: health endpoints and the login settings
     /// (unauthenticated), then every other path through the pipeline.
     pub fn router(&self) -> Router {
@@ -250,6 +275,10 @@ pub struct ReloadStatus {
     pub last_error_at_unix: Option<u64>,
     /// Rejected candidates since the last successful load.
     pub consecutive_failures: u32,
+    /// Config keys changed in the file since start that only a restart
+    /// applies (`listen`, `routes[api].timeout_ms`, ...); empty when the
+    /// file matches what is running.
+    pub restart_required: Vec<String>,
 }
 
 fn unix_now() -> u64 {

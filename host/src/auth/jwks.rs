@@ -55,6 +55,19 @@ pub(crate) enum FetchError {
     NoUsableKeys,
 }
 
+impl FetchError {
+    /// The `result` label of `wasmgate_jwks_fetches_total`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Transport(_) => "transport",
+            Self::Status(_) => "status",
+            Self::TooLarge(_) => "too_large",
+            Self::Json(_) | Self::IssuerMismatch | Self::JwksUri => "invalid",
+            Self::NoUsableKeys => "no_usable_keys",
+        }
+    }
+}
+
 /// A verification key with the one algorithm it is used for.
 pub(crate) struct ProviderKey {
     pub kid: String,

@@ -158,6 +158,7 @@ impl Provider {
     /// One fetch, with the fetch lock held. Keeps the last good keys on failure.
     async fn fetch_locked(&self, st: &mut FetchState) -> Result<Option<Duration>, FetchError> {
         let result = self.fetch_inner(st).await;
+        crate::metrics::jwks_fetch(&self.name, result.as_ref().map_or_else(FetchError::kind, |_| "success"));
         match &result {
             Ok(_) => self.set_error(None),
             Err(e) => {
@@ -196,6 +197,7 @@ impl Provider {
             }
         };
         tracing::debug!(provider = %self.name, keys = keys.len(), "JWKS refreshed");
+        crate::metrics::jwks_keys(&self.name, keys.len());
         self.keys.store(Some(Arc::new(KeySet { keys, fetched_at: Instant::now() })));
         Ok(ttl)
     }

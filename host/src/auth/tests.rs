@@ -1029,3 +1029,56 @@ fn started(cfg: &AuthConfig) -> Result<Authenticator, AuthError> {
     auth.start(&Tasks::new())?;
     Ok(auth)
 }
+
+/// `wasmgate_jwks_fetches_total{provider,result}` counts each fetch with
+/// its failure's kind; the key count and last-success time follow the last
+/// good set. (Metrics are process-wide: these providers' names are unique.)
+#[tokio::test]
+async fn jwks_fetches_are_counted_by_provider_and_result() {
+    let ec = ec_key("ec-1");
+    let idp = Idp::start(&[&ec]).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let mut p = provider("metrics-idp", &idp.issuer);
+    p.jwks.max_body_bytes = 4096;
+    let mut down = provider("metrics-dead", &dead);
+    down.jwks.fetch_timeout_ms = 300;
+    let auth = started(&auth_cfg(vec![p, down])).expect("auth");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !auth.readiness().iter().any(|s| s.name == "metrics-idp" && s.has_keys)
+        || !auth.readiness().iter().any(|s| s.name == "metrics-dead" && s.last_refresh_error.is_some())
+    {
+        assert!(Instant::now() < deadline, "{:?}", auth.readiness());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let payload = claims(&idp.issuer).to_string();
+    let huge = format!(r#"{{"keys":[{}], "pad":"{}"}}"#, ec.jwk, "x".repeat(10 * 1024));
+    for (i, (status, body)) in [
+        (500, "oops".to_owned()),
+        (200, "<html>login</html>".to_owned()),
+        (200, r#"{"keys":[]}"#.to_owned()),
+        (200, huge),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        idp.set_override(Some((status, body)));
+        let t = sign_raw(&format!(r#"{{"alg":"ES256","kid":"metrics-probe-{i}"}}"#), &payload, &ec);
+        assert!(check(&auth, &t).await.is_err());
+    }
+    let text = crate::metrics::render();
+    let count = |provider: &str, result: &str| {
+        let line = format!("wasmgate_jwks_fetches_total{{provider=\"{provider}\",result=\"{result}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&line)).unwrap_or_else(|| panic!("no {line}in\n{text}")).to_owned()
+    };
+    assert_eq!(count("metrics-idp", "success"), "1");
+    for result in ["status", "invalid", "no_usable_keys", "too_large"] {
+        assert_eq!(count("metrics-idp", result), "1", "{result}");
+    }
+    assert_ne!(count("metrics-dead", "transport"), "0");
+    assert!(text.contains("wasmgate_jwks_keys{provider=\"metrics-idp\"} 1\n"), "{text}");
+    assert!(!text.contains("wasmgate_jwks_keys{provider=\"metrics-dead\"}"), "no key set fetched: {text}");
+    assert!(text.contains("wasmgate_jwks_last_success_timestamp_seconds{provider=\"metrics-idp\"} "), "{text}");
+}

@@ -88,3 +88,46 @@ async fn upstream_drivers_are_health_checked_and_count_for_readiness() {
     let r = drivers.readiness();
     assert_eq!((r.len(), r[0].name.as_str(), r[0].ready), (1, "sandbox", true));
 }
+
+/// `wasmgate_driver_calls_total{driver,method,result}` and the duration
+/// histogram count every call by its outcome: answered, error status,
+/// unreachable, past its deadline. (Metrics are process-wide: the drivers'
+/// names are unique to this test.)
+#[tokio::test]
+async fn driver_calls_are_counted_by_driver_method_and_result() {
+    use wasmgate_proto::credentials::ResolveCredentialRequest;
+    use wasmgate_proto::credentials::credentials_driver_client::CredentialsDriverClient;
+
+    let resolve = |driver: Driver, name: &'static str| async move {
+        let mut client = CredentialsDriverClient::new(driver.channel());
+        let request = driver.request(ResolveCredentialRequest { name: name.to_owned() });
+        driver.call("ResolveCredential", client.resolve_credential(request)).await.map(|_| ())
+    };
+    let (_dir, path) = socket_path();
+    let _server = TestServer::serve(&path, CountingDriver::new(&["a"], 0)).await;
+    let up = Driver::new("metrics-up", &driver_config(&path, 500));
+    resolve(up.clone(), "a").await.unwrap();
+    assert!(matches!(resolve(up, "unknown").await, Err(DriverError::Status { .. })));
+    let (_gone_dir, gone) = socket_path();
+    let missing = Driver::new("metrics-missing", &driver_config(&gone, 500));
+    assert!(matches!(resolve(missing, "a").await, Err(DriverError::Unavailable { .. })));
+    let (_hung_dir, hung_path) = socket_path();
+    let _hung = TestServer::hung(&hung_path);
+    let hung = Driver::new("metrics-hung", &driver_config(&hung_path, 200));
+    assert!(matches!(resolve(hung, "a").await, Err(DriverError::DeadlineExceeded { .. })));
+
+    let text = crate::metrics::render();
+    for (driver, result) in [
+        ("metrics-up", "ok"),
+        ("metrics-up", "error"),
+        ("metrics-missing", "unavailable"),
+        ("metrics-hung", "deadline_exceeded"),
+    ] {
+        let line = format!(
+            "wasmgate_driver_calls_total{{driver=\"{driver}\",method=\"ResolveCredential\",result=\"{result}\"}} 1\n"
+        );
+        assert!(text.contains(&line), "{line}in\n{text}");
+    }
+    let timed = "wasmgate_driver_call_duration_seconds_count{driver=\"metrics-up\",method=\"ResolveCredential\"} 2\n";
+    assert!(text.contains(timed), "{text}");
+}

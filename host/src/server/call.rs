@@ -165,7 +165,7 @@ impl Call {
     /// The time from the request to the forwarding decision, for the
     /// pipeline histogram (observed once, when the decision is made).
     pub(super) fn decided(&self, rejected: Option<Rejection>) {
-        metrics::pipeline_duration(self.started.elapsed().as_secs_f64());
+        metrics::pipeline_duration(&self.route_name, self.started.elapsed().as_secs_f64());
         metrics::decision(&self.route_name, rejected.map_or("allow", Rejection::outcome));
     }
 

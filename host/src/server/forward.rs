@@ -291,6 +291,7 @@ impl Upstream {
         let too_large = Arc::new(AtomicBool::new(false));
         let body = body::RequestBody::new(body, self.idle, self.max_body, too_large.clone());
         let req = Request::from_parts(parts, body);
+        let sent = std::time::Instant::now();
 
         let fut = async {
             let (failure, error): (Failure, Box<dyn std::fmt::Display + Send>) = match &self.transport {
@@ -313,6 +314,11 @@ impl Upstream {
             Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| ()),
             None => Ok(fut.await),
         };
+        let status = match &result {
+            Ok(Ok(resp)) => Some(resp.status()),
+            _ => None,
+        };
+        crate::metrics::upstream_request(&self.route, status, sent.elapsed().as_secs_f64());
         let mut resp = match result {
             Ok(Ok(resp)) => resp,
             Ok(Err(_)) if too_large.load(Ordering::Relaxed) => {

@@ -58,8 +58,20 @@ async fn run(live: Weak<Live>, mut watch: FolderWatch) {
         let Some(live) = live.upgrade() else { return };
         let outcome = tokio::task::spawn_blocking(move || (live.reload_keys(), live.reload_revoked())).await;
         let Ok((keys, revoked)) = outcome else { continue };
+        count(&keys, crate::metrics::gateway_key_reload);
+        count(&revoked, crate::metrics::revocation_list_reload);
         last.report("keys", keys);
         last.report("revocation list", revoked);
+    }
+}
+
+/// Counts a reload that changed a set (`success`) or was rejected
+/// (`failure`); one that found nothing new is not a reload.
+fn count(result: &Result<Option<String>, GatewayTokenError>, metric: fn(&str)) {
+    match result {
+        Ok(None) => {}
+        Ok(Some(_)) => metric("success"),
+        Err(_) => metric("failure"),
     }
 }
 /// The last outcome per source, so an unchanged state is not logged again
