@@ -252,21 +252,19 @@ impl Writer {
                 }
             }
             Sink::File(f) => {
-                let n = lines.len();
-                let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-                for line in lines {
-                    buf.extend_from_slice(&line);
-                    buf.push(b'\n');
+                let lines: Vec<Vec<u8>> = lines
+                    .into_iter()
+                    .map(|mut l| {
+                        l.push(b'\n');
+                        l
+                    })
+                    .collect();
+                let (written, err) = f.append(&lines);
+                if let Some(e) = err {
+                    tracing::warn!(error = %e, dropped = lines.len() - written, "decision log: file write failed; records dropped");
                 }
-                let result = match f.write(&buf) {
-                    Ok(()) => "written",
-                    Err(e) => {
-                        tracing::warn!(error = %e, records = n, "decision log: file write failed; records dropped");
-                        "dropped"
-                    }
-                };
-                for _ in 0..n {
-                    crate::metrics::decision_log(sink, result);
+                for i in 0..lines.len() {
+                    crate::metrics::decision_log(sink, if i < written { "written" } else { "dropped" });
                 }
             }
             Sink::Http(h, _) => {

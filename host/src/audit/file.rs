@@ -24,49 +24,78 @@ impl RotatingFile {
         Self { path, max_bytes, max_files, file: None }
     }
 
-    /// Appends `lines` (whole JSON lines) in one write, rotating first if
-    /// they would take the file past `max_bytes` (a file holds at least one
-    /// write, however large). On an error (a full disk) nothing of them is
-    /// kept as far as the file allows, and the next call reopens the file.
-    pub fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
-        let result = self.try_write(lines);
-        if result.is_err() {
-            // Cut a partial write off, so the file keeps whole lines.
-            if let Some((f, size)) = &self.file {
-                let _ = f.set_len(*size);
+    /// Appends `lines` (each a whole JSON line, newline included), as few
+    /// writes as fit, rotating whenever the next line would take the file
+    /// past `max_bytes` (a file holds at least one line, however long).
+    /// Returns how many were written and, if a write failed (a full disk),
+    /// why: the rest are not written, and the next call reopens the file.
+    pub fn append(&mut self, lines: &[Vec<u8>]) -> (usize, Option<std::io::Error>) {
+        let mut written = 0;
+        let mut buf = Vec::new();
+        while written < lines.len() {
+            let size = match self.ready(lines[written].len() as u64) {
+                Ok(size) => size,
+                Err(e) => return (written, Some(self.failed(e))),
+            };
+            // As many lines as fit beside what the file holds; at least one.
+            buf.clear();
+            let mut n = 0;
+            for line in &lines[written..] {
+                if n > 0 && size + (buf.len() + line.len()) as u64 > self.max_bytes {
+                    break;
+                }
+                buf.extend_from_slice(line);
+                n += 1;
             }
-            self.file = None;
+            if let Err(e) = self.write_all(&buf) {
+                return (written, Some(self.failed(e)));
+            }
+            written += n;
         }
-        result
+        (written, None)
     }
 
-    fn try_write(&mut self, lines: &[u8]) -> std::io::Result<()> {
-        let len = lines.len() as u64;
-        if let Some((_, size)) = &self.file
-            && *size > 0
-            && size.saturating_add(len) > self.max_bytes
-        {
+    /// Appends one write (whole lines), rotating first if it would take
+    /// the file past `max_bytes`.
+    #[cfg(test)]
+    pub fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        self.ready(lines.len() as u64)?;
+        self.write_all(lines).map_err(|e| self.failed(e))
+    }
+
+    /// The file open, rotated first if `next` more bytes would take it past
+    /// `max_bytes`; its size.
+    fn ready(&mut self, next: u64) -> std::io::Result<u64> {
+        if self.file.is_none() {
+            let f = open(&self.path)?;
+            let size = f.metadata()?.len();
+            self.file = Some((f, size));
+        }
+        let size = self.file.as_ref().map_or(0, |(_, s)| *s);
+        if size > 0 && size.saturating_add(next) > self.max_bytes {
             self.file = None;
             self.rotate()?;
+            self.file = Some((open(&self.path)?, 0));
+            return Ok(0);
         }
-        let (file, size) = match &mut self.file {
-            Some(open) => open,
-            None => {
-                let f = open(&self.path)?;
-                let size = f.metadata()?.len();
-                if size > 0 && size.saturating_add(len) > self.max_bytes {
-                    drop(f);
-                    self.rotate()?;
-                    let f = open(&self.path)?;
-                    self.file.insert((f, 0))
-                } else {
-                    self.file.insert((f, size))
-                }
-            }
-        };
-        file.write_all(lines)?;
-        *size += len;
+        Ok(size)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let Some((file, size)) = &mut self.file else { return Err(std::io::ErrorKind::NotConnected.into()) };
+        file.write_all(bytes)?;
+        *size += bytes.len() as u64;
         Ok(())
+    }
+
+    /// After an error: a partial write cut off (so the file keeps whole
+    /// lines, as far as the file system allows), the file closed to be
+    /// reopened by the next write.
+    fn failed(&mut self, e: std::io::Error) -> std::io::Error {
+        if let Some((f, size)) = self.file.take() {
+            let _ = f.set_len(size);
+        }
+        e
     }
 
     /// `path.N-1` → `path.N`, ..., `path` → `path.1`; the oldest falls off.
@@ -136,12 +165,30 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_lines_is_split_across_rotations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("d.log");
+        let mut f = RotatingFile::new(path.clone(), 50, 3);
+        let lines: Vec<Vec<u8>> =
+            (0..10).map(|i| format!("{{\"line\":{i:02},\"x\":\"abc\"}}\n").into_bytes()).collect();
+        assert_eq!(lines[0].len(), 22);
+        let (n, err) = f.append(&lines);
+        assert_eq!((n, err.map(|e| e.to_string())), (10, None));
+        // Two lines per file: the newest four files hold the last eight.
+        assert_eq!(std::fs::read(&path).expect("read"), [lines[8].clone(), lines[9].clone()].concat());
+        assert_eq!(std::fs::read(numbered(&path, 3)).expect("read"), [lines[2].clone(), lines[3].clone()].concat());
+        assert!(!numbered(&path, 4).exists());
+    }
+
+    #[test]
     fn a_full_disk_fails_the_write_and_the_next_write_reopens() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("decisions.log");
         std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
         let mut f = RotatingFile::new(path.clone(), 1 << 20, 2);
         let err = f.write(b"{}\n").expect_err("ENOSPC");
+        let (n, again) = f.append(&[b"{}\n".to_vec()]);
+        assert_eq!((n, again.and_then(|e| e.raw_os_error())), (0, Some(28)));
         assert_eq!(err.raw_os_error(), Some(28), "{err}");
         assert!(f.file.is_none(), "reopened on the next write");
         // The disk has room again.
