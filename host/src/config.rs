@@ -14,6 +14,7 @@
 
 mod admin;
 mod auth;
+mod decision_log;
 mod drivers;
 mod login;
 pub mod paths;
@@ -30,6 +31,9 @@ use serde::Deserialize;
 
 pub use admin::AdminConfig;
 pub use auth::{AuthConfig, AuthConfigError, GatewayTokensConfig, IdentityHeadersConfig, JwksConfig, ProviderConfig};
+pub use decision_log::{
+    DecisionLogConfig, DecisionLogConfigError, FileSinkConfig, HttpSinkConfig, MASKABLE_FIELDS, SinkConfig,
+};
 pub use drivers::{CredentialCacheConfig, DriverConfig, DriversConfig, DriversConfigError, RetryConfig};
 pub use login::{LoginConfig, LoginConfigError, WELL_KNOWN_PATH as LOGIN_WELL_KNOWN_PATH};
 pub use policy::{BindingConfig, PluginsConfig, PolicyConfig, PolicyConfigError, ShadowConfig, TenantPolicyConfig};
@@ -77,6 +81,9 @@ pub enum ConfigError {
     /// A secret cannot be read from its source.
     #[error("invalid config: {0}")]
     Secret(SecretError),
+    /// `decision_log:` is refused.
+    #[error("invalid config: {0}")]
+    DecisionLog(DecisionLogConfigError),
 }
 
 /// `From` each section's error, so `?` wraps it. The section error is the
@@ -99,6 +106,7 @@ from_section_errors!(
     Requests(RequestsConfigError),
     Routes(RouteConfigError),
     Secret(SecretError),
+    DecisionLog(DecisionLogConfigError),
 );
 
 /// The whole configuration.
@@ -146,6 +154,10 @@ pub struct Config {
     /// Limits of the main listener's HTTP/1.1 and HTTP/2 serving.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Where each call's decision record goes and what it shows; JSON lines
+    /// on stderr when absent.
+    #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
+    pub decision_log: DecisionLogConfig,
     /// Whether [`Config::validate`] passed when this value was built
     /// ([`Config::load`], [`Config::from_yaml`]); false for a config
     /// deserialized some other way, which [`Config::ensure_valid`] then checks.
@@ -185,6 +197,7 @@ impl Config {
         // `drivers:` checked itself while it was deserialized.
         self.login.as_ref().map(LoginConfig::validate).transpose()?;
         self.server.validate()?;
+        self.decision_log.validate()?;
         self.identity_headers.validate()?;
         self.auth.validate()?;
         self.plugins.validate()?;

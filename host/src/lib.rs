@@ -15,6 +15,7 @@
 //! - [`server`]: listeners, the request pipeline, forwarding, error mapping.
 //! - [`reload`]: live policy reload (folder watch, SIGHUP).
 //! - [`admin`]: the admin listener (metrics, loaded components).
+//! - [`audit`]: decision records, their masking and sinks.
 //! - [`login`]: `wasmgate login`, `token print`, `call`: OAuth flows and the
 //!   credentials file.
 //! - [`metrics`]: Prometheus metrics.
@@ -23,6 +24,7 @@
 //! - [`tasks`]: background tasks, started from one place and stopped together.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod canonical;
 pub mod cli;

@@ -46,6 +46,9 @@ pub enum StartError {
     /// The listener could not be bound or TLS set up.
     #[error("listener: {0}")]
     Listen(String),
+    /// The decision log could not be set up.
+    #[error("{0}")]
+    DecisionLog(String),
 }
 
 /// Everything a call needs, shared by all connections.
@@ -76,6 +79,8 @@ struct State {
     login: Option<crate::config::LoginConfig>,
     /// `server:`, the listener's HTTP/1.1 and HTTP/2 limits.
     server: crate::config::ServerConfig,
+    /// Where each call's decision record goes.
+    decision_log: crate::audit::DecisionLog,
 }
 
 /// A configured gateway, ready to serve.
@@ -99,6 +104,8 @@ impl Gateway {
         let trusted = crate::config::TrustedProxies::parse(&cfg.requests.trusted_proxies)
             .map_err(|e| StartError::Routes(e.to_string()))?;
         let upstreams = routes.routes().iter().map(forward::Upstream::new).collect();
+        let decision_log =
+            crate::audit::DecisionLog::new(&cfg.decision_log).map_err(|e| StartError::DecisionLog(e.to_string()))?;
         let drivers = crate::drivers::Drivers::new(&cfg.drivers);
         let credentials = drivers
             .credentials()
@@ -125,6 +132,7 @@ impl Gateway {
                 credentials,
                 login: cfg.login.clone(),
                 server: cfg.server.clone(),
+                decision_log,
             }),
         })
     }
@@ -137,6 +145,7 @@ impl Gateway {
     pub fn start(&self, tasks: &crate::tasks::Tasks) -> Result<(), StartError> {
         self.state.auth.start(tasks).map_err(|e| StartError::Auth(e.to_string()))?;
         self.state.drivers.start(tasks);
+        self.state.decision_log.start(tasks).map_err(|e| StartError::DecisionLog(e.to_string()))?;
         if let Some(resolver) = &self.state.credentials {
             resolver.start(tasks);
         }

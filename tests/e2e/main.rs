@@ -3,6 +3,7 @@
 
 mod connections;
 mod credentials;
+mod decision_log;
 mod first_hour;
 mod framing;
 mod gateway_tokens;

@@ -207,17 +207,12 @@ async fn a_shadow_authorizer_is_compared_and_counted_but_never_decides() {
     let logs = env.logs();
     // Each call's one decision record says what the shadow answered, or
     // that it had not yet when the response head was known.
-    let records: Vec<&str> = logs.lines().filter(|l| l.contains("wasmgate::decision")).collect();
+    let records = crate::decision_log::records(&logs);
     for path in ["/v1/trap", "/v1/loop"] {
-        let record = records.iter().find(|l| l.contains(&format!("path=\"{path}\""))).expect("a record");
-        assert!(
-            ["shadow=\"pending\"", "shadow=\"failed (trap)\"", "shadow=\"failed (timeout)\""]
-                .iter()
-                .any(|s| record.contains(s)),
-            "{record}"
-        );
+        let record = records.iter().find(|r| r["path"] == path).expect("a record");
+        assert!(["pending", "failed (trap)", "failed (timeout)"].iter().any(|s| record["shadow"] == *s), "{record}");
     }
-    assert!(records.iter().any(|l| l.contains("shadow=\"allow\"") || l.contains("shadow=\"pending\"")), "{logs}");
+    assert!(records.iter().any(|r| r["shadow"] == "allow" || r["shadow"] == "pending"), "{logs}");
     assert!(
         logs.contains("shadow disagrees")
             && logs.contains("active_outcome=deny")

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -142,10 +143,17 @@ async fn malformed_upstream_responses_are_502_with_their_cause() {
     assert_eq!(r.status(), 200);
 }
 
-/// The decision records of `path` so far.
-fn decisions(env: &Env, path: &str) -> Vec<String> {
-    let needle = format!("path=\"{path}\"");
-    env.logs().lines().filter(|l| l.contains("wasmgate::decision") && l.contains(&needle)).map(str::to_owned).collect()
+/// The decision records of `path` once there is one (the writer runs
+/// beside the call): the JSON lines the default stderr sink writes.
+async fn decisions(env: &Env, path: &str) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = crate::decision_log::records_for(env, path);
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,28 +161,45 @@ async fn each_call_has_one_decision_record_written_after_the_upstream_answered()
     let up = Scripted::start().await;
     let env = gateway(&up, "    timeout_ms: 3000\n").await;
     let c = reqwest::Client::new();
-    for (path, status, want) in [
-        ("/up/fine", 200, vec!["outcome=\"allow\"", "status=200", "upstream_status=200"]),
+    let cases = [
+        ("/up/fine", 200, vec![("outcome", json!("allow")), ("status", json!(200)), ("upstream_status", json!(200))]),
         (
             "/up/garbage",
             502,
-            vec!["outcome=\"allow\"", "status=502", "upstream_failure=\"protocol\"", "reason=\"upstream protocol: "],
+            vec![("outcome", json!("allow")), ("status", json!(502)), ("upstream_failure", json!("protocol"))],
         ),
-        ("/up/hang", 504, vec!["outcome=\"allow\"", "status=504", "upstream_failure=\"timeout\""]),
-        ("/nowhere", 404, vec!["outcome=\"no_route\"", "status=404"]),
-    ] {
+        (
+            "/up/hang",
+            504,
+            vec![("outcome", json!("allow")), ("status", json!(504)), ("upstream_failure", json!("timeout"))],
+        ),
+        ("/nowhere", 404, vec![("outcome", json!("no_route")), ("status", json!(404))]),
+    ];
+    for (path, status, want) in &cases {
         let r = c.get(env.url(path)).send().await.expect("send");
-        assert_eq!(r.status(), status, "{path}");
-        // Written when the response head is known: before the client has it.
-        let records = decisions(&env, path);
+        assert_eq!(r.status(), *status, "{path}");
+        // Built when the response head is known: the upstream's answer (or
+        // failure) is in it, and the client got the same decision id.
+        let id = r.headers().get("x-decision-id").and_then(|v| v.to_str().ok()).expect("x-decision-id").to_owned();
+        let records = decisions(&env, path).await;
         assert_eq!(records.len(), 1, "{path}: one record per call:\n{}", env.logs());
-        for w in want {
-            assert!(records[0].contains(w), "{path}: `{w}` missing from\n{}", records[0]);
+        let record = &records[0];
+        assert_eq!(record["decision_id"], id.as_str(), "{record}");
+        for (field, value) in want {
+            assert_eq!(&record[field], value, "{path}: `{field}` in\n{record}");
         }
-        assert!(records[0].contains("phases=\"sanitize="), "{path}: phase timings\n{}", records[0]);
-        if status != 200 {
-            assert!(!records[0].contains("upstream_status="), "{path}: no upstream status without a response");
+        if *path == "/up/garbage" {
+            let reason = record["reason"].as_str().unwrap_or_default();
+            assert!(reason.starts_with("upstream protocol: "), "{record}");
         }
+        assert!(record["phases_us"]["sanitize"].as_u64().is_some(), "{path}: phase timings\n{record}");
+        if *status != 200 {
+            assert!(record.get("upstream_status").is_none(), "{path}: no upstream status without a response");
+        }
+    }
+    // Still one each, once every record had time to be written.
+    for (path, ..) in &cases {
+        assert_eq!(crate::decision_log::records_for(&env, path).len(), 1, "{path}:\n{}", env.logs());
     }
 }
 

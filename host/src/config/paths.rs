@@ -109,6 +109,23 @@ pub(super) fn resolve(cfg: &mut Config, base: &Path) {
     for d in drivers.credentials.iter_mut().chain(drivers.upstreams.values_mut()) {
         at(&mut d.socket);
     }
+    decision_log(cfg, base);
+}
+
+/// The decision-log file and the secrets of `decision_log:`.
+fn decision_log(cfg: &mut Config, base: &Path) {
+    let log = &mut cfg.decision_log;
+    if let super::SinkConfig::File(f) = &mut log.sink {
+        f.path = anchor(base, &f.path);
+    }
+    if let super::SinkConfig::Http(h) = &mut log.sink
+        && let Some(t) = h.bearer_token.as_mut()
+    {
+        secret(base, t);
+    }
+    if let Some(k) = log.hash_key.as_mut() {
+        secret(base, k);
+    }
 }
 
 fn secret(base: &Path, s: &mut SecretSource) {

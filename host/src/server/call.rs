@@ -1,15 +1,16 @@
 //! The context of one call as it flows through the pipeline's phases, the
 //! typed rejection a phase ends it with, and the one decision record
-//! written when the response head is known.
+//! ([`crate::audit::DecisionRecord`]) offered to the decision log when the
+//! response head is known.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
 use super::forward::Failure;
 use super::reject::Rejection;
-use crate::identity::{AuthClass, Authentication, CallInfo, Classification};
+use crate::audit::{ComponentRef, DecisionRecord, PolicyRevision};
+use crate::identity::{AuthClass, AuthKind, Authentication, CallInfo, Classification};
 use crate::metrics;
 
 /// The response header that carries the call's decision id.
@@ -22,6 +23,23 @@ fn new_decision_id() -> String {
     // would still be written, never a panic.
     let _ = aws_lc_rs::rand::fill(&mut bytes);
     hex::encode(bytes)
+}
+
+/// What the decision record says instead of a reason that quotes the
+/// presented credential.
+const WITHHELD: &str = "credential refused (reason withheld: it quoted the credential)";
+
+/// `reason`, unless it contains the presented bearer token, the sandbox
+/// secret or a part of the token (a JWS segment) long enough to matter:
+/// token contents never reach the decision log. No reason the gateway
+/// writes quotes a token; this keeps it so if one ever did.
+pub(super) fn scrub(reason: String, presented: &crate::auth::Presented) -> String {
+    let token = presented.bearer().map(|(t, _)| t.expose());
+    let secret = presented.sandbox_secret.as_ref().map(|s| s.expose());
+    let quotes = |needle: &[u8]| needle.len() >= 8 && reason.as_bytes().windows(needle.len()).any(|w| w == needle);
+    let leaks = token.is_some_and(|t| quotes(t.as_bytes()) || t.split('.').any(|part| quotes(part.as_bytes())))
+        || secret.is_some_and(quotes);
+    if leaks { WITHHELD.to_owned() } else { reason }
 }
 
 /// The phases of a call, in order.
@@ -127,6 +145,10 @@ pub(super) struct Call {
     pub(super) upstream_failure: Option<Failure>,
     /// The authorizer's shadow, if it has one.
     pub(super) shadow: Option<crate::plugins::ShadowRun>,
+    /// The policy generation the call was decided on, once loaded.
+    pub(super) generation: Option<u64>,
+    /// The components that answered for this call, in order.
+    deciders: Vec<ComponentRef>,
 }
 
 impl Call {
@@ -152,6 +174,8 @@ impl Call {
             upstream_status: None,
             upstream_failure: None,
             shadow: None,
+            generation: None,
+            deciders: Vec::new(),
         }
     }
 
@@ -172,38 +196,38 @@ impl Call {
     /// Ends the call when the response head is known: the decision id goes
     /// to the client, the request metrics and the decision record are
     /// written.
-    pub(super) fn finish(&mut self, response: &mut http::Response<axum::body::Body>, rejected: Option<&Reject>) {
+    pub(super) fn finish(
+        &mut self,
+        log: &crate::audit::DecisionLog,
+        response: &mut http::Response<axum::body::Body>,
+        rejected: Option<&Reject>,
+    ) {
         if let Ok(id) = http::HeaderValue::from_str(&self.decision_id) {
             response.headers_mut().insert(DECISION_ID_HEADER, id);
         }
         let status = response.status();
         metrics::http_request(&self.route_name, &self.method, status, self.started.elapsed().as_secs_f64());
-        self.record(status, rejected);
+        self.record(log, status, rejected);
     }
 
     /// Writes the call's one decision record, when the response head is
     /// known: `status` is what the client gets, `rejected` the rejection
-    /// that produced it (policy, or the upstream's failure).
-    fn record(&mut self, status: StatusCode, rejected: Option<&Reject>) {
-        // The line is built (phase timings, joined names) only when it is
-        // written: not on every call of a gateway that filters it out.
-        if !tracing::enabled!(target: "wasmgate::decision", tracing::Level::INFO) {
-            return;
-        }
-        let elapsed = self.started.elapsed();
+    /// that produced it (policy, or the upstream's failure). The record is
+    /// built only when the log wants it (sampling, `sink: none`) and handed
+    /// to its queue without waiting.
+    fn record(&mut self, log: &crate::audit::DecisionLog, status: StatusCode, rejected: Option<&Reject>) {
         // Once the policy allowed the call, an upstream failure is its
         // status and reason, not a different decision.
         let outcome = match rejected {
             Some(r) if !self.allowed => r.rejection.outcome(),
             _ => "allow",
         };
-        let principal = self.authentication.as_ref().and_then(|a| a.principal.as_ref());
-        let mut phases = String::new();
-        for (phase, took) in &self.timings {
-            let sep = if phases.is_empty() { "" } else { "," };
-            let _ = write!(phases, "{sep}{}={}", phase.as_str(), took.as_micros());
+        if !log.wants(&self.decision_id, outcome == "allow", status.as_u16()) {
+            return;
         }
-        let injected = (!self.injected.is_empty()).then(|| self.injected.join(","));
+        let elapsed = self.started.elapsed();
+        let authentication = self.authentication.as_ref();
+        let principal = authentication.and_then(|a| a.principal.as_ref());
         let shadow = self.shadow.as_mut().map(|run| match run {
             crate::plugins::ShadowRun::Skipped => ShadowOutcome::Skipped,
             crate::plugins::ShadowRun::Running(answer) => match answer.try_recv() {
@@ -211,34 +235,50 @@ impl Call {
                 Err(_) => ShadowOutcome::Pending,
             },
         });
-        let shadow = shadow.as_ref().map(|s| match s {
-            ShadowOutcome::Answered(text) => text.as_str(),
-            ShadowOutcome::Pending => "pending",
-            ShadowOutcome::Skipped => "skipped",
+        let shadow = shadow.map(|s| match s {
+            ShadowOutcome::Answered(text) => text,
+            ShadowOutcome::Pending => "pending".to_owned(),
+            ShadowOutcome::Skipped => "skipped".to_owned(),
         });
-        tracing::info!(
-            target: "wasmgate::decision",
-            decision_id = self.decision_id.as_str(),
-            trace_id = self.trace_id.as_deref(),
-            method = self.method.as_str(),
-            route = self.route_name.as_str(),
-            path = self.path.as_str(),
-            class = self.classification.as_ref().map(|c| c.class.as_str()).unwrap_or(""),
-            credential = self.authentication.as_ref().map(|a| a.kind.as_str()).unwrap_or(""),
-            subject = principal.map(|p| p.subject.as_str()).unwrap_or(""),
-            tenant = principal.and_then(|p| p.tenant.as_deref()).unwrap_or(""),
-            outcome,
-            reason = rejected.map(|r| r.reason.as_str()).unwrap_or(""),
-            status = status.as_u16(),
-            // Fields without a value (not forwarded, nothing injected, no
-            // shadow) are left out of the line.
-            upstream_status = self.upstream_status.map(|s| s.as_u16()),
-            upstream_failure = self.upstream_failure.map(Failure::as_str),
-            injected = injected.as_deref(),
+        let provider = authentication.and_then(|a| match a.kind {
+            AuthKind::GatewayToken => Some("gateway".to_owned()),
+            _ => a.provider.clone(),
+        });
+        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        log.submit(DecisionRecord {
+            decision_id: self.decision_id.clone(),
+            trace_id: self.trace_id.clone(),
+            timestamp: std::time::SystemTime::now(),
+            route: nonempty(&self.route_name),
+            method: self.method.as_str().to_owned(),
+            path: nonempty(&self.path),
+            class: self.classification.as_ref().map(|c| c.class.as_str().to_owned()),
+            credential: authentication.map(|a| a.kind.as_str().to_owned()),
+            provider,
+            subject: principal.map(|p| p.subject.clone()),
+            tenant: principal.and_then(|p| p.tenant.clone()),
+            outcome: outcome.to_owned(),
+            reason: rejected.map(|r| r.reason.clone()),
+            status: status.as_u16(),
+            upstream_status: self.upstream_status.map(|s| s.as_u16()),
+            upstream_failure: self.upstream_failure.map(Failure::as_str),
+            injected: std::mem::take(&mut self.injected),
             shadow,
-            micros = elapsed.as_micros() as u64,
-            phases = phases.as_str(),
-        );
+            policy: PolicyRevision { generation: self.generation, components: std::mem::take(&mut self.deciders) },
+            duration_us: elapsed.as_micros() as u64,
+            phases_us: self.timings.iter().map(|(p, took)| (p.as_str(), took.as_micros() as u64)).collect(),
+        });
+    }
+
+    /// Notes that `slot`'s active component answered for this call, in the
+    /// decision record's `policy.components`.
+    pub(super) fn decided_by(&mut self, slot: &crate::plugins::Slot) {
+        let plugin = slot.active().plugin();
+        self.deciders.push(ComponentRef {
+            role: slot.role().role(),
+            name: plugin.name().to_owned(),
+            sha256: plugin.sha256().to_owned(),
+        });
     }
 
     /// The class, once classified.
@@ -250,6 +290,19 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_that_quote_the_credential_are_withheld() {
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz";
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("header"));
+        let cfg = crate::config::AuthConfig::default();
+        let auth = crate::auth::Authenticator::new(&cfg).expect("authenticator");
+        let presented = auth.extract(&headers, &"/x".parse().expect("uri"), false);
+        assert_eq!(scrub("bad signature".into(), &presented), "bad signature");
+        assert_eq!(scrub(format!("invalid token: {token}"), &presented), WITHHELD);
+        assert_eq!(scrub("claims eyJzdWIiOiJhbGljZSJ9 refused".into(), &presented), WITHHELD, "one segment");
+    }
 
     #[test]
     fn phases_are_timed_in_order() {

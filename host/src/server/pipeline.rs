@@ -50,7 +50,7 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Bo
             }
         }
     };
-    call.finish(&mut response, rejected.as_ref());
+    call.finish(&state.decision_log, &mut response, rejected.as_ref());
     response
 }
 
@@ -61,6 +61,7 @@ impl Call {
         self.sanitize(state, parts)?;
         let upgrade = self.route(state, parts)?;
         let policy = state.policy.load_full();
+        self.generation = Some(policy.generation());
         self.classify(state, &policy, &parts.method).await;
         let caller = self.authenticate(state, parts).await?;
         self.map(state, &policy, &caller).await?;
@@ -145,7 +146,9 @@ impl Call {
     /// classifier is read as strictly as possible, never as a rejection.
     async fn classify(&mut self, state: &State, policy: &PolicySet, method: &http::Method) {
         let (Some(idx), Some(info)) = (self.route, &self.info) else { return };
+        let classifier = policy.classifier(&info.route);
         self.classification = Some(state.caches.classify(policy, idx, method, info).await);
+        self.decided_by(classifier);
         self.done(Phase::Classify);
     }
 
@@ -158,7 +161,7 @@ impl Call {
             .auth
             .authenticate(class, &presented)
             .await
-            .map_err(|e| Reject::new(Rejection::from(&e), e.to_string()))?;
+            .map_err(|e| Reject::new(Rejection::from(&e), super::call::scrub(e.to_string(), &presented)))?;
         self.done(Phase::Authenticate);
         Ok(Caller { verified, presented })
     }
@@ -167,6 +170,11 @@ impl Call {
     /// expires), and confine it to its provider's tenants.
     async fn map(&mut self, state: &State, policy: &PolicySet, caller: &Caller) -> Result<(), Reject> {
         let token = caller.presented.bearer().map(|(t, _)| t.expose());
+        if let crate::auth::Verified::Oidc { provider, .. } = &caller.verified
+            && let Some(mapper) = policy.mapper(provider)
+        {
+            self.decided_by(mapper);
+        }
         let authentication = state
             .caches
             .authentication(policy, &caller.verified, token)
@@ -181,7 +189,9 @@ impl Call {
     async fn authorize(&mut self, policy: &PolicySet) -> Result<(), Reject> {
         let request = self.request()?;
         let tenant = request.authentication.principal.as_ref().and_then(|p| p.tenant.as_deref());
-        let (answer, shadow) = policy.authorizer(tenant).authorize_with_shadow(&request).await;
+        let authorizer = policy.authorizer(tenant);
+        self.decided_by(authorizer);
+        let (answer, shadow) = authorizer.authorize_with_shadow(&request).await;
         self.shadow = shadow;
         let verdict = match answer {
             Ok(Decision::Allow) => Ok(()),
@@ -201,10 +211,14 @@ impl Call {
     /// loses every client credential.
     async fn credentials(&mut self, state: &State, policy: &PolicySet, parts: &mut Parts) -> Result<(), Reject> {
         let request = self.request()?;
+        let mut consulted = None;
         let injected = match &state.credentials {
             None => Ok(Vec::new()),
-            Some(resolver) => policy::credentials_for(resolver, policy, &request).await,
+            Some(resolver) => policy::credentials_for(resolver, policy, &request, &mut consulted).await,
         };
+        if let Some(slot) = consulted {
+            self.decided_by(slot);
+        }
         self.restore(request);
         // A rejection here comes after the policy allowed the call.
         let injected = injected.inspect_err(|_| self.allowed = false)?;

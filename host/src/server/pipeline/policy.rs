@@ -128,11 +128,13 @@ pub(super) type Injected = (String, http::HeaderName, http::HeaderValue);
 
 /// The headers the call's credential policy injects, each resolved through
 /// the credentials driver. A policy failure denies; a credential that cannot
-/// be had is 503, never forwarded without it.
-pub(super) async fn credentials_for(
+/// be had is 503, never forwarded without it. `consulted` is set to the
+/// credential policy's slot when it was asked (for the decision record).
+pub(super) async fn credentials_for<'p>(
     resolver: &CredentialResolver,
-    policy: &PolicySet,
+    policy: &'p PolicySet,
     request: &AuthzRequest,
+    consulted: &mut Option<&'p crate::plugins::Slot>,
 ) -> Result<Vec<Injected>, Reject> {
     let unavailable = |e: crate::credentials::CredentialError| Reject::new(Rejection::from(&e), e.to_string());
     let catalogue = resolver.catalogue().await.map_err(unavailable)?;
@@ -141,8 +143,9 @@ pub(super) async fn credentials_for(
     }
     let principal = request.authentication.principal.as_ref();
     let tenant = principal.and_then(|p| p.tenant.as_deref());
-    let uses = policy
-        .credential_policy(tenant)
+    let slot = policy.credential_policy(tenant);
+    *consulted = Some(slot);
+    let uses = slot
         .select_credentials(&request.call, principal, &catalogue)
         .await
         .map_err(|e| Reject::new(Rejection::Forbidden, format!("credential policy failed closed: {e}")))?;
