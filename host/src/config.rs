@@ -22,6 +22,7 @@ mod requests;
 mod routes;
 mod secret;
 mod server;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,10 @@ pub use requests::{
 pub use routes::{RouteConfig, RouteConfigError, RouteMatch, UpstreamHost, UpstreamProtocol};
 pub use secret::{SecretError, SecretSource, SecretValue};
 pub use server::{Http1Config, Http2Config, ServerConfig, ServerConfigError, TlsConfig};
+pub use telemetry::{
+    BatchConfig as TracingBatchConfig, OtlpProtocol, SamplerConfig, TelemetryConfig, TelemetryConfigError,
+    TracingConfig,
+};
 
 /// Errors while reading or checking the configuration. A section's error
 /// is its own type, shown after `invalid config: ` and naming the key.
@@ -77,6 +82,9 @@ pub enum ConfigError {
     /// A secret cannot be read from its source.
     #[error("invalid config: {0}")]
     Secret(SecretError),
+    /// `telemetry:` is refused.
+    #[error("invalid config: {0}")]
+    Telemetry(TelemetryConfigError),
 }
 
 /// `From` each section's error, so `?` wraps it. The section error is the
@@ -99,6 +107,7 @@ from_section_errors!(
     Requests(RequestsConfigError),
     Routes(RouteConfigError),
     Secret(SecretError),
+    Telemetry(TelemetryConfigError),
 );
 
 /// The whole configuration.
@@ -146,6 +155,9 @@ pub struct Config {
     /// Limits of the main listener's HTTP/1.1 and HTTP/2 serving.
     #[serde(default)]
     pub server: ServerConfig,
+    /// OpenTelemetry traces (OTLP); off when absent. Read at start only.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Whether [`Config::validate`] passed when this value was built
     /// ([`Config::load`], [`Config::from_yaml`]); false for a config
     /// deserialized some other way, which [`Config::ensure_valid`] then checks.
@@ -190,6 +202,7 @@ impl Config {
         self.plugins.validate()?;
         self.policy.validate()?;
         self.requests.validate()?;
+        self.telemetry.validate()?;
         routes::validate(&self.routes, &self.requests.paths)?;
         self.validate_across_sections()
     }
