@@ -191,7 +191,8 @@ pub fn record_status(span: &Span, status: u16, server: bool) {
     if span.is_disabled() {
         return;
     }
-    span.record("http.response.status_code", status);
+    // As i64: the OpenTelemetry layer records unsigned integers as text.
+    span.record("http.response.status_code", i64::from(status));
     if status >= 500 || (!server && status >= 400) {
         span.record("error.type", status.to_string());
         span.record("otel.status_code", "ERROR");

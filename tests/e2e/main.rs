@@ -12,6 +12,7 @@ mod nginx;
 mod policy;
 mod support;
 mod tenants;
+mod traces;
 mod upstreams;
 
 use std::time::{Duration, Instant};

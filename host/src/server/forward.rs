@@ -242,7 +242,7 @@ impl Upstream {
                 Some(a) => {
                     span.record("server.address", a.host());
                     if let Some(port) = a.port_u16() {
-                        span.record("server.port", port);
+                        span.record("server.port", i64::from(port));
                     }
                 }
                 None => {

@@ -83,7 +83,7 @@ impl Call {
             span.record("server.address", host);
         }
         if let Some(port) = port {
-            span.record("server.port", port);
+            span.record("server.port", i64::from(port));
         }
         span.record("wasmgate.decision_id", self.decision_id.as_str());
         telemetry::record_status(span, status.as_u16(), true);
@@ -278,7 +278,7 @@ impl Call {
         };
         match &injected {
             Ok(list) => {
-                span.record("wasmgate.credentials.count", list.len());
+                span.record("wasmgate.credentials.count", list.len() as i64);
             }
             Err(reject) => telemetry::record_error(&span, reject.rejection.outcome()),
         }
