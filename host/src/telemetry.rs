@@ -71,10 +71,17 @@ pub enum LogFormat {
 pub fn init_logging(filter: &str, format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // The gateway's spans go to OpenTelemetry only, never to the log.
+    // The gateway's spans go to OpenTelemetry only, never to the log. The
+    // interest is per callsite (cached) and the level hint stays the
+    // filter's, so disabled callsites remain one cached check.
+    let logged = |m: &tracing::Metadata<'_>| !(m.is_span() && m.target() == TARGET);
     let filter = tracing_subscriber::filter::FilterExt::and(
         filter,
-        tracing_subscriber::filter::filter_fn(|m| !(m.is_span() && m.target() == TARGET)),
+        tracing_subscriber::filter::dynamic_filter_fn(move |m, _| logged(m))
+            .with_max_level_hint(tracing::level_filters::LevelFilter::TRACE)
+            .with_callsite_filter(move |m| {
+                if logged(m) { tracing::subscriber::Interest::always() } else { tracing::subscriber::Interest::never() }
+            }),
     );
     // Colours only on a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

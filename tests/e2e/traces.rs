@@ -368,3 +368,111 @@ async fn tracing_off_passes_the_clients_trace_headers_through_unchanged() {
     assert_eq!(header(&heads[0], "traceparent"), Some(format!("00-{TRACE}-{CLIENT_PARENT}-01").as_str()));
     assert_eq!(header(&heads[0], "tracestate"), Some("vendor=1"));
 }
+
+/// The gateway binary with `--log-format json`, tracing to `endpoint` and
+/// a route `dead` to a port nothing listens on; its log file is returned
+/// with it (the child is killed on drop).
+struct JsonGateway {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _issuer: wasmgate::demo::DevIssuer,
+}
+
+impl Drop for JsonGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn json_gateway(endpoint: &str) -> JsonGateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("driver.sock");
+    let listener = sandbox_driver::bind(&socket).expect("bind driver socket");
+    tokio::spawn(async move {
+        let _ = sandbox_driver::serve(listener, std::future::pending()).await;
+    });
+    let issuer = wasmgate::demo::DevIssuer::start().await.expect("dev issuer");
+    let addr = support::free_port();
+    let dead = support::free_port().port();
+    let yaml = wasmgate::demo::demo_config(addr, issuer.issuer(), &socket, support::SECRET).replacen(
+        "        - { match: \"/v1/healthz\", class: unauthenticated }\n",
+        "        - { match: \"/v1/healthz\", class: unauthenticated }\n        - { match: \"/dead/*\", class: unauthenticated }\n",
+        1,
+    );
+    let yaml = format!(
+        "{yaml}  - name: dead\n    match: {{ path_prefix: /dead }}\n    upstream: \"http://127.0.0.1:{dead}\"\n{}",
+        tracing_yaml(endpoint, "grpc", 50)
+    );
+    let cfg = dir.path().join("wasmgate.yaml");
+    std::fs::write(&cfg, yaml).expect("write config");
+    let log = dir.path().join("wasmgate.log");
+    let child = Command::new(support::bin())
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&cfg)
+        .env("WASMGATE_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start wasmgate");
+    let gw = JsonGateway { child, addr, log, _dir: dir, _issuer: issuer };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://{}/readyz", gw.addr)).await
+            && r.status() == 200
+        {
+            return gw;
+        }
+        assert!(Instant::now() < deadline, "not ready in 60 s:\n{}", gw.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl JsonGateway {
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_of_a_call_are_flat_and_carry_its_trace_and_decision_ids() {
+    let (endpoint, _received) = grpc_receiver().await;
+    let gw = json_gateway(&endpoint).await;
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/dead/x", gw.addr))
+        .header("traceparent", format!("00-{TRACE}-{CLIENT_PARENT}-01"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 503, "{}", gw.logs());
+    let id = r.headers().get("x-decision-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let logs = gw.logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l}")))
+        .collect();
+    // The upstream failure warning, written inside the call.
+    let warning = lines
+        .iter()
+        .find(|l| l["message"] == "upstream request failed")
+        .unwrap_or_else(|| panic!("no upstream failure line:\n{logs}"));
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["kind"], "connect", "event fields at the top level: {warning}");
+    assert_eq!(warning["route"], "dead");
+    assert_eq!(warning["decision_id"], id.as_str(), "{warning}");
+    assert_eq!(warning["trace_id"], TRACE, "{warning}");
+    assert!(warning.get("fields").is_none() && warning.get("span").is_none(), "{warning}");
+    // The decision record: its own ids, once each, flat.
+    let record = lines
+        .iter()
+        .find(|l| l["target"] == "wasmgate::decision")
+        .unwrap_or_else(|| panic!("no decision record:\n{logs}"));
+    assert_eq!(record["decision_id"], id.as_str());
+    assert_eq!(record["trace_id"], TRACE);
+    assert_eq!(record["status"], 503);
+    // A line outside any call has no ids.
+    let serving = lines.iter().find(|l| l["message"] == "wasmgate serving").expect("start line");
+    assert!(serving.get("decision_id").is_none() && serving.get("trace_id").is_none(), "{serving}");
+}
