@@ -23,9 +23,12 @@ use crate::support::{self, Env};
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_PARENT: &str = "00f067aa0ba902b7";
 
+/// A span received, with its resource's attributes.
+type Got = (Vec<KeyValue>, Span);
+
 /// What a receiver got: every span, with its resource's attributes.
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(Vec<KeyValue>, Span)>>>);
+struct Received(Arc<Mutex<Vec<Got>>>);
 
 impl Received {
     fn add(&self, req: ExportTraceServiceRequest) {
@@ -40,12 +43,12 @@ impl Received {
         }
     }
 
-    fn spans(&self) -> Vec<(Vec<KeyValue>, Span)> {
+    fn spans(&self) -> Vec<Got> {
         self.0.lock().expect("lock").clone()
     }
 
     /// Waits until `done` holds for the spans received (20 s at most).
-    async fn wait_for(&self, what: &str, done: impl Fn(&[(Vec<KeyValue>, Span)]) -> bool, env: &Env) {
+    async fn wait_for(&self, what: &str, done: impl Fn(&[Got]) -> bool, env: &Env) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if done(&self.spans()) {
@@ -212,7 +215,7 @@ async fn call(env: &Env, path: &str, token: &str) -> (u16, String) {
     (r.status().as_u16(), id)
 }
 
-fn servers(spans: &[(Vec<KeyValue>, Span)]) -> Vec<&Span> {
+fn servers(spans: &[Got]) -> Vec<&Span> {
     spans.iter().map(|(_, s)| s).filter(|s| s.kind == SpanKind::Server as i32).collect()
 }
 
