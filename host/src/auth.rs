@@ -330,6 +330,7 @@ impl Authenticator {
                     cache::Kind::Oidc { token: verified, provider, kid, fingerprint } => {
                         let provider = &inner.providers[*provider];
                         if provider.still_has(kid, fingerprint) {
+                            crate::telemetry::record_current("wasmgate.auth.cache", "hit");
                             return Ok(Verified::Oidc {
                                 provider: provider.name.clone(),
                                 token: verified.clone(),
@@ -343,6 +344,7 @@ impl Authenticator {
                             && g.key_is_live(kid)
                             && !g.is_revoked(jti)
                         {
+                            crate::telemetry::record_current("wasmgate.auth.cache", "hit");
                             return Ok(Verified::Gateway {
                                 principal: principal.clone(),
                                 expires_at: *expires_at,
@@ -354,6 +356,7 @@ impl Authenticator {
             }
             inner.cache.remove(token);
         }
+        crate::telemetry::record_current("wasmgate.auth.cache", "miss");
         let parsed = jose::parse(token).map_err(TokenRejection::Malformed)?;
         let Some(iss) = parsed.issuer() else {
             return Err(TokenRejection::Claim("iss").into());

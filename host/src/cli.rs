@@ -47,6 +47,7 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     warn_about_unlisted_methods(&cfg);
+    let telemetry = crate::telemetry::start(&cfg.telemetry)?;
     let gateway = Gateway::new(&cfg).await?;
     // Every background task starts here and stops at the end of `serve`.
     let tasks = crate::tasks::Tasks::new();
@@ -78,6 +79,7 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .context("watch the config and plugin folders")?;
     let served = gateway.serve(listener, shutdown_signal()).await;
     tasks.shutdown(std::time::Duration::from_secs(5)).await;
+    telemetry.shutdown().await;
     served?;
     tracing::info!("wasmgate stopped");
     Ok(ExitCode::SUCCESS)

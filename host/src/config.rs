@@ -23,6 +23,7 @@ mod requests;
 mod routes;
 mod secret;
 mod server;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,10 @@ pub use requests::{
 pub use routes::{RouteConfig, RouteConfigError, RouteMatch, UpstreamHost, UpstreamProtocol};
 pub use secret::{SecretError, SecretSource, SecretValue};
 pub use server::{Http1Config, Http2Config, ServerConfig, ServerConfigError, TlsConfig};
+pub use telemetry::{
+    BatchConfig as TracingBatchConfig, OtlpProtocol, SamplerConfig, TelemetryConfig, TelemetryConfigError,
+    TracingConfig,
+};
 
 /// Errors while reading or checking the configuration. A section's error
 /// is its own type, shown after `invalid config: ` and naming the key.
@@ -84,6 +89,9 @@ pub enum ConfigError {
     /// `decision_log:` is refused.
     #[error("invalid config: {0}")]
     DecisionLog(DecisionLogConfigError),
+    /// `telemetry:` is refused.
+    #[error("invalid config: {0}")]
+    Telemetry(TelemetryConfigError),
 }
 
 /// `From` each section's error, so `?` wraps it. The section error is the
@@ -107,6 +115,7 @@ from_section_errors!(
     Routes(RouteConfigError),
     Secret(SecretError),
     DecisionLog(DecisionLogConfigError),
+    Telemetry(TelemetryConfigError),
 );
 
 /// The whole configuration.
@@ -158,6 +167,9 @@ pub struct Config {
     /// on stderr when absent.
     #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
     pub decision_log: DecisionLogConfig,
+    /// OpenTelemetry traces (OTLP); off when absent. Read at start only.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Whether [`Config::validate`] passed when this value was built
     /// ([`Config::load`], [`Config::from_yaml`]); false for a config
     /// deserialized some other way, which [`Config::ensure_valid`] then checks.
@@ -203,6 +215,7 @@ impl Config {
         self.plugins.validate()?;
         self.policy.validate()?;
         self.requests.validate()?;
+        self.telemetry.validate()?;
         routes::validate(&self.routes, &self.requests.paths)?;
         self.validate_across_sections()
     }

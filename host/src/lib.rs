@@ -42,4 +42,5 @@ pub mod reload;
 pub mod retry;
 pub mod server;
 pub mod tasks;
+pub mod telemetry;
 pub mod tokens;

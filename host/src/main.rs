@@ -171,15 +171,11 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: a log file or collector gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let format = match format {
+        LogFormat::Text => wasmgate::telemetry::LogFormat::Text,
+        LogFormat::Json => wasmgate::telemetry::LogFormat::Json,
+    };
+    wasmgate::telemetry::init_logging(filter, format);
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod policy;
 mod reload_honesty;
 mod support;
 mod tenants;
+mod traces;
 mod upstreams;
 
 use std::time::{Duration, Instant};

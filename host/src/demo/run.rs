@@ -60,6 +60,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let secret = hex::encode(random_bytes::<16>()?);
     let yaml = with_demo_credentials(&demo_config(listen, issuer.issuer(), &socket, &secret), &credentials_socket);
     let cfg = Config::from_yaml(&yaml)?;
+    let telemetry = crate::telemetry::start(&cfg.telemetry)?;
     let gateway = Gateway::new(&cfg).await?;
     let tasks = crate::tasks::Tasks::new();
     gateway.start(&tasks)?;
@@ -83,6 +84,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     println!("{}", instructions(addr, issuer.issuer(), &socket, &admin, &user, &secret, &exe));
     let served = gateway.serve(listener, crate::cli::shutdown_signal()).await;
     tasks.shutdown(std::time::Duration::from_secs(5)).await;
+    telemetry.shutdown().await;
     served?;
     drop(dir);
     Ok(ExitCode::SUCCESS)

@@ -219,6 +219,40 @@ impl Upstream {
         }
     }
 
+    /// The span of one upstream request (HTTP client semantic
+    /// conventions), child of the current span; `Span::none()` when tracing
+    /// is off.
+    pub fn client_span(&self, method: &http::Method) -> tracing::Span {
+        let span = crate::telemetry::span!(
+            "upstream",
+            otel.name = %method,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            server.address = tracing::field::Empty,
+            server.port = tracing::field::Empty,
+            network.transport = tracing::field::Empty,
+            network.protocol.version = if self.version == Version::HTTP_2 { "2" } else { "1.1" },
+            wasmgate.route = &*self.route,
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            match &self.authority {
+                Some(a) => {
+                    span.record("server.address", a.host());
+                    if let Some(port) = a.port_u16() {
+                        span.record("server.port", i64::from(port));
+                    }
+                }
+                None => {
+                    span.record("network.transport", "unix");
+                }
+            }
+        }
+        span
+    }
+
     /// The largest request body the route forwards, bytes.
     pub fn max_request_body_bytes(&self) -> u64 {
         self.max_body

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use http::{HeaderMap, Request, Response, request::Parts};
+use tracing::{Instrument as _, Span};
 
 pub(super) use policy::Caches;
 
@@ -21,6 +22,7 @@ use super::reject::Rejection;
 use super::routes::Unresolved;
 use crate::identity::{AuthzRequest, CallInfo, Decision, Protocol};
 use crate::plugins::PolicySet;
+use crate::telemetry;
 
 /// An accepted `Upgrade: websocket`: the client's side of the connection
 /// and the protocol to offer upstream.
@@ -33,28 +35,60 @@ fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
-/// Handles one gateway call.
+/// Handles one gateway call, in its server span (when tracing is on) and
+/// with its ids on every log line it writes.
 pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let mut call = Call::new(&parts.method, parts.uri.path(), is_grpc(&parts.headers));
-    let (mut response, rejected) = match call.run(&state, &mut parts).await {
-        Err(reject) => {
-            call.decided(Some(reject.rejection));
-            (reject.rejection.into_response(call.grpc), Some(reject))
-        }
-        Ok(upgrade) => {
-            call.decided(None);
-            match call.forward(&state, parts, body, upgrade).await {
-                Ok(resp) => (resp, None),
-                Err(reject) => (reject.rejection.into_response(call.grpc), Some(reject)),
-            }
-        }
-    };
-    call.finish(&state.decision_log, &mut response, rejected.as_ref());
-    response
+    let span = telemetry::server_span(&parts.method, &parts.headers);
+    call.trace_id = telemetry::trace_id(&span);
+    let ids = telemetry::CallIds { decision_id: call.decision_id.clone(), trace_id: call.trace_id.clone() };
+    telemetry::with_ids(ids, call.serve(&state, parts, body, &span).instrument(span.clone())).await
 }
 
 impl Call {
+    /// The phases, the forwarding, and the end of the call.
+    async fn serve(mut self, state: &State, mut parts: Parts, body: Body, span: &Span) -> Response<Body> {
+        let (mut response, rejected) = match self.run(state, &mut parts).await {
+            Err(reject) => {
+                self.decided(Some(reject.rejection));
+                (reject.rejection.into_response(self.grpc), Some(reject))
+            }
+            Ok(upgrade) => {
+                self.decided(None);
+                match self.forward(state, parts, body, upgrade).await {
+                    Ok(resp) => (resp, None),
+                    Err(reject) => (reject.rejection.into_response(self.grpc), Some(reject)),
+                }
+            }
+        };
+        self.finish(&state.decision_log, &mut response, rejected.as_ref());
+        self.record_server_span(span, response.status());
+        response
+    }
+
+    /// The server span's attributes known at the end (HTTP semantic
+    /// conventions); nothing when tracing is off.
+    fn record_server_span(&self, span: &Span, status: http::StatusCode) {
+        if span.is_disabled() {
+            return;
+        }
+        if !self.route_name.is_empty() {
+            telemetry::rename(span, format!("{} {}", self.method, self.route_name));
+            span.record("http.route", self.route_name.as_str());
+        }
+        span.record("url.path", self.path.as_str());
+        let (host, port) = telemetry::split_authority(&self.authority);
+        if !host.is_empty() {
+            span.record("server.address", host);
+        }
+        if let Some(port) = port {
+            span.record("server.port", i64::from(port));
+        }
+        span.record("wasmgate.decision_id", self.decision_id.as_str());
+        telemetry::record_status(span, status.as_u16(), true);
+    }
+
     /// Every phase up to the forwarding decision; on `Ok` the request in
     /// `parts` is what the upstream gets.
     async fn run(&mut self, state: &State, parts: &mut Parts) -> Result<Option<Upgrade>, Reject> {
@@ -157,11 +191,39 @@ impl Call {
         let class = self.class().unwrap_or(crate::identity::AuthClass::Bearer);
         let allow_query = self.route.is_some_and(|i| state.routes.routes()[i].cfg.allow_query_token);
         let presented = state.auth.extract(&parts.headers, &parts.uri, allow_query);
-        let verified = state
-            .auth
-            .authenticate(class, &presented)
-            .await
-            .map_err(|e| Reject::new(Rejection::from(&e), super::call::scrub(e.to_string(), &presented)))?;
+        // `wasmgate.auth.cache` (hit or miss) is recorded by `auth` itself.
+        let span = telemetry::span!(
+            "authenticate",
+            wasmgate.auth.class = class.as_str(),
+            wasmgate.credential.kind = tracing::field::Empty,
+            wasmgate.auth.provider = tracing::field::Empty,
+            wasmgate.auth.cache = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let verified = state.auth.authenticate(class, &presented).instrument(span.clone()).await;
+        let verified = match verified {
+            Ok(v) => v,
+            Err(e) => {
+                let reject = Reject::new(Rejection::from(&e), super::call::scrub(e.to_string(), &presented));
+                telemetry::record_error(&span, reject.rejection.outcome());
+                return Err(reject);
+            }
+        };
+        if !span.is_disabled() {
+            let (kind, provider) = match &verified {
+                crate::auth::Verified::Anonymous => (crate::identity::AuthKind::None, None),
+                crate::auth::Verified::SandboxSecret => (crate::identity::AuthKind::SandboxSecret, None),
+                crate::auth::Verified::Oidc { provider, .. } => {
+                    (crate::identity::AuthKind::OidcToken, Some(&**provider))
+                }
+                crate::auth::Verified::Gateway { .. } => (crate::identity::AuthKind::GatewayToken, None),
+            };
+            span.record("wasmgate.credential.kind", kind.as_str());
+            if let Some(provider) = provider {
+                span.record("wasmgate.auth.provider", provider);
+            }
+        }
         self.done(Phase::Authenticate);
         Ok(Caller { verified, presented })
     }
@@ -189,9 +251,11 @@ impl Call {
     async fn authorize(&mut self, policy: &PolicySet) -> Result<(), Reject> {
         let request = self.request()?;
         let tenant = request.authentication.principal.as_ref().and_then(|p| p.tenant.as_deref());
-        let authorizer = policy.authorizer(tenant);
-        self.decided_by(authorizer);
-        let (answer, shadow) = authorizer.authorize_with_shadow(&request).await;
+        let slot = policy.authorizer(tenant);
+        self.decided_by(slot);
+        let span = policy::policy_span(slot);
+        let (answer, shadow) = slot.authorize_with_shadow(&request).instrument(span.clone()).await;
+        policy::record_answer(&span, answer.as_ref().map(|d| Some(matches!(d, Decision::Allow))));
         self.shadow = shadow;
         let verdict = match answer {
             Ok(Decision::Allow) => Ok(()),
@@ -211,14 +275,29 @@ impl Call {
     /// loses every client credential.
     async fn credentials(&mut self, state: &State, policy: &PolicySet, parts: &mut Parts) -> Result<(), Reject> {
         let request = self.request()?;
+        let span = telemetry::span!(
+            "credentials",
+            wasmgate.credentials.count = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
         let mut consulted = None;
         let injected = match &state.credentials {
             None => Ok(Vec::new()),
-            Some(resolver) => policy::credentials_for(resolver, policy, &request, &mut consulted).await,
+            Some(resolver) => {
+                policy::credentials_for(resolver, policy, &request, &mut consulted).instrument(span.clone()).await
+            }
         };
         if let Some(slot) = consulted {
             self.decided_by(slot);
         }
+        match &injected {
+            Ok(list) => {
+                span.record("wasmgate.credentials.count", list.len() as i64);
+            }
+            Err(reject) => telemetry::record_error(&span, reject.rejection.outcome()),
+        }
+        drop(span);
         self.restore(request);
         // A rejection here comes after the policy allowed the call.
         let injected = injected.inspect_err(|_| self.allowed = false)?;
@@ -244,14 +323,23 @@ impl Call {
         upgrade: Option<Upgrade>,
     ) -> Result<Response<Body>, Reject> {
         let upstream = &state.upstreams[self.route.unwrap_or_default()];
-        let sent = upstream.send(Request::from_parts(parts, body), Some(&self.authority), self.grpc, upgrade).await;
+        let mut parts = parts;
+        let span = upstream.client_span(&parts.method);
+        // The upstream's parent is this span, not the client's.
+        telemetry::inject(&span, &mut parts.headers);
+        let sent = upstream
+            .send(Request::from_parts(parts, body), Some(&self.authority), self.grpc, upgrade)
+            .instrument(span.clone())
+            .await;
         self.done(Phase::Forward);
         match sent {
             Ok(resp) => {
+                telemetry::record_status(&span, resp.status().as_u16(), false);
                 self.upstream_status = Some(resp.status());
                 Ok(resp)
             }
             Err(failed) => {
+                telemetry::record_error(&span, failed.failure.map_or("gateway", super::forward::Failure::as_str));
                 self.upstream_failure = failed.failure;
                 Err(Reject::new(failed.rejection, failed.reason))
             }

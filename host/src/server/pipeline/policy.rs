@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
+use tracing::{Instrument as _, Span};
 
 use super::super::reject::Rejection;
 use super::Reject;
 use crate::auth::Verified;
 use crate::credentials::CredentialResolver;
 use crate::identity::{AuthKind, Authentication, AuthzRequest, CallInfo, Classification, Principal, TokenSource};
-use crate::plugins::PolicySet;
+use crate::plugins::{PolicySet, Slot};
 
 /// Caches of policy answers that do not change between calls.
 #[derive(Debug)]
@@ -48,7 +49,11 @@ impl Caches {
         if let Some(c) = self.classify.get(&key) {
             return c;
         }
-        match policy.classifier(&call.route).classify(call).await {
+        let slot = policy.classifier(&call.route);
+        let span = policy_span(slot);
+        let answer = slot.classify(call).instrument(span.clone()).await;
+        record_answer(&span, answer.as_ref().map(|_| None));
+        match answer {
             Ok(c) => {
                 self.classify.insert(key, c.clone());
                 c
@@ -113,13 +118,44 @@ impl Caches {
         }
         let mapper =
             policy.mapper(provider).ok_or_else(|| format!("no claims-mapper bound for provider {provider}"))?;
-        let principal =
-            Arc::new(mapper.map_claims(provider, claims_json).await.map_err(|e| format!("failed closed: {e}"))?);
+        let span = policy_span(mapper);
+        let mapped = mapper.map_claims(provider, claims_json).instrument(span.clone()).await;
+        record_answer(&span, mapped.as_ref().map(|_| None));
+        let principal = Arc::new(mapped.map_err(|e| format!("failed closed: {e}"))?);
         policy.confine_tenant(provider, &principal)?;
         if let Some(t) = token {
             self.principals.insert(Arc::from(t), (policy.generation(), expires_at, principal.clone()));
         }
         Ok(principal)
+    }
+}
+
+/// The span of one policy call (role, component name and digest), child
+/// of the current span; `Span::none()` when tracing is off.
+pub(super) fn policy_span(slot: &Slot) -> Span {
+    let plugin = slot.active().plugin();
+    crate::telemetry::span!(
+        "policy",
+        otel.name = format_args!("policy {}", slot.role().role()),
+        wasmgate.role = slot.role().role(),
+        wasmgate.component = plugin.name(),
+        wasmgate.component.sha256 = plugin.sha256(),
+        wasmgate.decision = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records a policy call's answer on its span: the authorizer's allow
+/// (`Some(true)`) or deny; a failure (trap, timeout, bad answer) is an
+/// error.
+pub(super) fn record_answer<E>(span: &Span, answer: Result<Option<bool>, &E>) {
+    match answer {
+        Ok(Some(allowed)) => {
+            span.record("wasmgate.decision", if allowed { "allow" } else { "deny" });
+        }
+        Ok(None) => {}
+        Err(_) => crate::telemetry::record_error(span, "policy_error"),
     }
 }
 
@@ -134,7 +170,7 @@ pub(super) async fn credentials_for<'p>(
     resolver: &CredentialResolver,
     policy: &'p PolicySet,
     request: &AuthzRequest,
-    consulted: &mut Option<&'p crate::plugins::Slot>,
+    consulted: &mut Option<&'p Slot>,
 ) -> Result<Vec<Injected>, Reject> {
     let unavailable = |e: crate::credentials::CredentialError| Reject::new(Rejection::from(&e), e.to_string());
     let catalogue = resolver.catalogue().await.map_err(unavailable)?;
@@ -145,10 +181,10 @@ pub(super) async fn credentials_for<'p>(
     let tenant = principal.and_then(|p| p.tenant.as_deref());
     let slot = policy.credential_policy(tenant);
     *consulted = Some(slot);
-    let uses = slot
-        .select_credentials(&request.call, principal, &catalogue)
-        .await
-        .map_err(|e| Reject::new(Rejection::Forbidden, format!("credential policy failed closed: {e}")))?;
+    let span = policy_span(slot);
+    let uses = slot.select_credentials(&request.call, principal, &catalogue).instrument(span.clone()).await;
+    record_answer(&span, uses.as_ref().map(|_| None));
+    let uses = uses.map_err(|e| Reject::new(Rejection::Forbidden, format!("credential policy failed closed: {e}")))?;
     let mut headers = Vec::with_capacity(uses.len());
     for u in &uses {
         let credential = resolver.resolve(&u.credential).await.map_err(unavailable)?;
