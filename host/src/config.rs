@@ -22,13 +22,14 @@ mod requests;
 mod routes;
 mod secret;
 mod server;
+mod shutdown;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, AdminConfigError};
 pub use auth::{AuthConfig, AuthConfigError, GatewayTokensConfig, IdentityHeadersConfig, JwksConfig, ProviderConfig};
 pub use drivers::{CredentialCacheConfig, DriverConfig, DriversConfig, DriversConfigError, RetryConfig};
 pub use login::{LoginConfig, LoginConfigError, WELL_KNOWN_PATH as LOGIN_WELL_KNOWN_PATH};
@@ -39,6 +40,7 @@ pub use requests::{
 pub use routes::{RouteConfig, RouteConfigError, RouteMatch, UpstreamHost, UpstreamProtocol};
 pub use secret::{SecretError, SecretSource, SecretValue};
 pub use server::{Http1Config, Http2Config, ServerConfig, ServerConfigError, TlsConfig};
+pub use shutdown::{ShutdownConfig, ShutdownConfigError};
 
 /// Errors while reading or checking the configuration. A section's error
 /// is its own type, shown after `invalid config: ` and naming the key.
@@ -77,6 +79,12 @@ pub enum ConfigError {
     /// A secret cannot be read from its source.
     #[error("invalid config: {0}")]
     Secret(SecretError),
+    /// `admin:` is refused.
+    #[error("invalid config: {0}")]
+    Admin(AdminConfigError),
+    /// `shutdown:` is refused.
+    #[error("invalid config: {0}")]
+    Shutdown(ShutdownConfigError),
 }
 
 /// `From` each section's error, so `?` wraps it. The section error is the
@@ -99,6 +107,8 @@ from_section_errors!(
     Requests(RequestsConfigError),
     Routes(RouteConfigError),
     Secret(SecretError),
+    Admin(AdminConfigError),
+    Shutdown(ShutdownConfigError),
 );
 
 /// The whole configuration.
@@ -146,6 +156,10 @@ pub struct Config {
     /// Limits of the main listener's HTTP/1.1 and HTTP/2 serving.
     #[serde(default)]
     pub server: ServerConfig,
+    /// What SIGTERM and SIGINT do: readiness off, keep serving for
+    /// `drain_delay_ms`, then `grace_ms` for calls in flight.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
     /// Whether [`Config::validate`] passed when this value was built
     /// ([`Config::load`], [`Config::from_yaml`]); false for a config
     /// deserialized some other way, which [`Config::ensure_valid`] then checks.
@@ -185,6 +199,8 @@ impl Config {
         // `drivers:` checked itself while it was deserialized.
         self.login.as_ref().map(LoginConfig::validate).transpose()?;
         self.server.validate()?;
+        self.shutdown.validate()?;
+        self.admin.as_ref().map(AdminConfig::validate).transpose()?;
         self.identity_headers.validate()?;
         self.auth.validate()?;
         self.plugins.validate()?;
