@@ -7,6 +7,7 @@ mod first_hour;
 mod framing;
 mod gateway_tokens;
 mod h2_abuse;
+mod lifecycle;
 mod login;
 mod nginx;
 mod policy;
