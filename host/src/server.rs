@@ -104,6 +104,7 @@ impl Gateway {
     pub async fn new(cfg: &Config) -> Result<Self, StartError> {
         cfg.ensure_valid()?;
         cfg.startup_warnings().iter().for_each(|w| tracing::warn!("{w}"));
+        health::warn_about_shadowed_routes(&cfg.routes);
         let engine = PluginEngine::new(&cfg.plugins)?;
         let policy = PolicySet::build(&engine, cfg, 1, None).await?;
         let auth = Authenticator::new(&cfg.auth).map_err(|e| StartError::Auth(e.to_string()))?;

@@ -184,6 +184,11 @@ async fn grpc_health_is_served_by_the_gateway_and_turns_not_serving_at_sigterm()
     }
     let err = client.check(check("sandbox.v1.SandboxService")).await.expect_err("unknown to the gateway");
     assert_eq!(err.code(), tonic::Code::NotFound);
+    let logs = env.logs();
+    assert!(
+        logs.contains("serves grpc.health.v1.Health itself") && logs.contains("health-grpc"),
+        "the shadowed route is named at start: {logs}"
+    );
 
     let mut watch = client.watch(check("")).await.expect("watch").into_inner();
     let first = watch.message().await.expect("watch message").expect("a first status");

@@ -24,6 +24,28 @@ const SERVICES: [&str; 2] = ["", "wasmgate"];
 /// (provider keys and driver health change on their own).
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
+/// The gRPC service the gateway serves itself.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// Says at start which routes match `grpc.health.v1.Health`: the gateway
+/// answers those calls itself, so the route never sees them.
+pub(super) fn warn_about_shadowed_routes(routes: &[crate::config::RouteConfig]) {
+    use crate::config::RouteMatch;
+    for r in routes {
+        let shadowed = match &r.matches {
+            RouteMatch::GrpcService(s) => s == HEALTH_SERVICE,
+            RouteMatch::PathPrefix(p) => p.trim_start_matches('/').starts_with(HEALTH_SERVICE),
+        };
+        if shadowed {
+            tracing::warn!(
+                route = %r.name,
+                "the gateway serves {HEALTH_SERVICE} itself (its own readiness), before routing: calls to it never \
+                 reach this route's upstream"
+            );
+        }
+    }
+}
+
 /// The `grpc.health.v1.Health` service over the gateway's state.
 pub(super) fn service(state: Arc<State>) -> HealthServer<GatewayHealth> {
     HealthServer::new(GatewayHealth { state })
