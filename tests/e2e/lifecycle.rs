@@ -325,3 +325,91 @@ async fn a_rolling_restart_under_load_drops_no_call_for_a_client_that_follows_re
     assert!(counts["old"] >= 50 && counts["new"] >= 100, "{counts:?}");
     assert!(!old.logs().contains("still open after the grace period"), "{}", old.logs());
 }
+
+/// Reads a response head (up to the blank line).
+async fn read_head(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut byte)).await.expect("in time").expect("read");
+        assert_eq!(n, 1, "closed mid-head: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_tunnel_outlives_the_listener_and_holds_the_exit_until_it_ends() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A WebSocket upstream: answers 101, then echoes every byte.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+                    .await;
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let mut env = support::start(move |y| {
+        let y = y.replacen(
+            "        - { match: \"/v1/healthz\", class: unauthenticated }\n",
+            "        - { match: \"/v1/healthz\", class: unauthenticated }\n        - { match: \"/ws/*\", class: unauthenticated }\n",
+            1,
+        );
+        format!(
+            "shutdown: {{ drain_delay_ms: 0, grace_ms: 15000 }}\n{y}  - name: ws\n    match: {{ path_prefix: /ws }}\n    upstream: \"http://127.0.0.1:{port}\"\n    allow_upgrade: true\n"
+        )
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(env.addr).await.expect("connect");
+    s.write_all(
+        b"GET /ws/chat HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let head = read_head(&mut s).await;
+    assert!(head.to_ascii_lowercase().starts_with("http/1.1 101"), "{head}\nlog:\n{}", env.logs());
+    let frame = [0x81u8, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+    let mut echoed = [0u8; 8];
+    s.write_all(&frame).await.expect("write frame");
+    s.read_exact(&mut echoed).await.expect("echo");
+    assert_eq!(echoed, frame);
+
+    env.terminate();
+    let addr = env.addr;
+    eventually("new connections refused", &env, Duration::from_secs(10), || async move {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    // The tunnel still carries bytes, and the gateway waits for it.
+    s.write_all(&frame).await.expect("write frame after the listener stopped");
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echoed)).await.expect("in time").expect("echo");
+    assert_eq!(echoed, frame);
+    let logs = env.logs();
+    assert!(logs.contains("stopped accepting") && !logs.contains("every connection finished"), "{logs}");
+
+    // The client ends the tunnel: the gateway finishes and exits 0 before the grace is over.
+    s.shutdown().await.expect("shutdown");
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    drop(s);
+    let status = env.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "exit status {status}; log:\n{}", env.logs());
+    let logs = env.logs();
+    assert!(logs.contains("every connection finished") && !logs.contains("still open after"), "{logs}");
+}
