@@ -89,7 +89,7 @@ fn fresh_connections() -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_turns_readiness_off_serves_through_the_drain_then_finishes_calls_in_flight_and_exits_0() {
     let upstream = Upstream::start().await;
-    let mut env = gateway(&upstream, "{ drain_delay_ms: 2000, grace_ms: 15000 }").await;
+    let mut env = gateway(&upstream, "{ drain_delay_ms: 3000, grace_ms: 15000 }").await;
     let c = fresh_connections();
     let ready = c.get(env.url("/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 200);
@@ -98,6 +98,13 @@ async fn sigterm_turns_readiness_off_serves_through_the_drain_then_finishes_call
     let r = kept.get(env.url("/up/fast")).send().await.expect("fast");
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("connection").is_none_or(|v| v != "close"), "keep-alive before the drain");
+    // An HTTP/2 connection opened before the signal, with one call done.
+    let tcp = tokio::net::TcpStream::connect(env.addr).await.expect("connect");
+    let (h2, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let h2_closed = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/up/fast", env.addr)).body(()).expect("request");
+    let (resp, _) = h2.ready().await.expect("ready").send_request(req, true).expect("send");
+    assert_eq!(resp.await.expect("h2 response").status(), 200);
 
     // A slow call in flight when the signal comes.
     let slow = tokio::spawn(c.get(env.url("/up/slow")).send());
@@ -123,6 +130,10 @@ async fn sigterm_turns_readiness_off_serves_through_the_drain_then_finishes_call
     let r = kept.get(env.url("/up/fast")).send().await.expect("the kept-alive connection is served");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["connection"], "close");
+    // The HTTP/2 connection got its GOAWAY and closed, while the listener
+    // still accepts.
+    tokio::time::timeout(Duration::from_secs(5), h2_closed).await.expect("h2 connection closed").expect("join").ok();
+    tokio::net::TcpStream::connect(env.addr).await.expect("still accepting during the drain delay");
 
     // Then new connections are refused.
     let addr = env.addr;
