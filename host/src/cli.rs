@@ -58,15 +58,7 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     // a ConfigMap update swaps (`gateway.yaml -> ..data/gateway.yaml`).
     let config_path = crate::config::paths::config_file(path);
     if let Some(admin) = &cfg.admin {
-        let listener = tokio::net::TcpListener::bind(admin.listen)
-            .await
-            .with_context(|| format!("cannot bind the admin listener on {}", admin.listen))?;
-        let (gateway, config_path) = (gateway.clone(), config_path.clone());
-        tasks.spawn("admin listener", async move {
-            if let Err(e) = crate::admin::serve(listener, gateway, config_path).await {
-                tracing::error!(error = %e, "admin listener stopped");
-            }
-        });
+        crate::admin::start(admin, &tasks, gateway.clone(), config_path.clone()).await?;
     }
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(

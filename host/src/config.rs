@@ -23,6 +23,7 @@ mod requests;
 mod routes;
 mod secret;
 mod server;
+mod shutdown;
 mod telemetry;
 
 use std::net::SocketAddr;
@@ -30,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, AdminConfigError};
 pub use auth::{AuthConfig, AuthConfigError, GatewayTokensConfig, IdentityHeadersConfig, JwksConfig, ProviderConfig};
 pub use decision_log::{
     DecisionLogConfig, DecisionLogConfigError, FileSinkConfig, HttpSinkConfig, MASKABLE_FIELDS, SinkConfig,
@@ -44,6 +45,7 @@ pub use requests::{
 pub use routes::{RouteConfig, RouteConfigError, RouteMatch, UpstreamHost, UpstreamProtocol};
 pub use secret::{SecretError, SecretSource, SecretValue};
 pub use server::{Http1Config, Http2Config, ServerConfig, ServerConfigError, TlsConfig};
+pub use shutdown::{ShutdownConfig, ShutdownConfigError};
 pub use telemetry::{
     BatchConfig as TracingBatchConfig, OtlpProtocol, SamplerConfig, TelemetryConfig, TelemetryConfigError,
     TracingConfig,
@@ -92,6 +94,12 @@ pub enum ConfigError {
     /// `telemetry:` is refused.
     #[error("invalid config: {0}")]
     Telemetry(TelemetryConfigError),
+    /// `admin:` is refused.
+    #[error("invalid config: {0}")]
+    Admin(AdminConfigError),
+    /// `shutdown:` is refused.
+    #[error("invalid config: {0}")]
+    Shutdown(ShutdownConfigError),
 }
 
 /// `From` each section's error, so `?` wraps it. The section error is the
@@ -116,6 +124,8 @@ from_section_errors!(
     Secret(SecretError),
     DecisionLog(DecisionLogConfigError),
     Telemetry(TelemetryConfigError),
+    Admin(AdminConfigError),
+    Shutdown(ShutdownConfigError),
 );
 
 /// The whole configuration.
@@ -170,6 +180,10 @@ pub struct Config {
     /// OpenTelemetry traces (OTLP); off when absent. Read at start only.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// What SIGTERM and SIGINT do: readiness off, keep serving for
+    /// `drain_delay_ms`, then `grace_ms` for calls in flight.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
     /// Whether [`Config::validate`] passed when this value was built
     /// ([`Config::load`], [`Config::from_yaml`]); false for a config
     /// deserialized some other way, which [`Config::ensure_valid`] then checks.
@@ -210,6 +224,8 @@ impl Config {
         self.login.as_ref().map(LoginConfig::validate).transpose()?;
         self.server.validate()?;
         self.decision_log.validate()?;
+        self.shutdown.validate()?;
+        self.admin.as_ref().map(AdminConfig::validate).transpose()?;
         self.identity_headers.validate()?;
         self.auth.validate()?;
         self.plugins.validate()?;

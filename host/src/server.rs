@@ -1,9 +1,11 @@
 //! Serving: the listener (HTTP/1.1 and HTTP/2, cleartext or TLS), health
-//! endpoints, the request pipeline and forwarding.
+//! endpoints (`/healthz`, `/readyz`, `grpc.health.v1.Health`), the request
+//! pipeline and forwarding; readiness and the shutdown drain.
 
 mod call;
 mod forward;
 mod headers;
+mod health;
 mod listener;
 mod pipeline;
 mod reject;
@@ -81,6 +83,20 @@ struct State {
     server: crate::config::ServerConfig,
     /// Where each call's decision record goes.
     decision_log: crate::audit::DecisionLog,
+    /// `shutdown:`, the drain delay and grace period.
+    shutdown: crate::config::ShutdownConfig,
+    /// True once shutdown started: readiness is off from then on.
+    draining: tokio::sync::watch::Sender<bool>,
+    /// When the gateway was built.
+    started: std::time::Instant,
+}
+
+impl State {
+    /// Readiness: not shutting down, every identity provider has usable
+    /// keys and every required driver answers its health check.
+    fn is_ready(&self) -> bool {
+        !*self.draining.borrow() && self.auth.ready() && self.drivers.is_ready()
+    }
 }
 
 /// A configured gateway, ready to serve.
@@ -97,6 +113,7 @@ impl Gateway {
         cfg.ensure_valid()?;
         cfg.startup_warnings().iter().for_each(|w| tracing::warn!("{w}"));
         crate::metrics::build_info(crate::plugins::WIT_PACKAGE);
+        health::warn_about_shadowed_routes(&cfg.routes);
         let engine = PluginEngine::new(&cfg.plugins)?;
         let policy = PolicySet::build(&engine, cfg, 1, None).await?;
         let auth = Authenticator::new(&cfg.auth).map_err(|e| StartError::Auth(e.to_string()))?;
@@ -133,6 +150,9 @@ impl Gateway {
                 login: cfg.login.clone(),
                 server: cfg.server.clone(),
                 decision_log,
+                shutdown: cfg.shutdown.clone(),
+                draining: tokio::sync::watch::Sender::new(false),
+                started: std::time::Instant::now(),
             }),
         })
     }
@@ -152,11 +172,63 @@ impl Gateway {
         Ok(())
     }
 
-    /// Whether the gateway can serve authenticated calls: components loaded,
-    /// every identity provider has usable keys and every required driver
-    /// answers its health check.
+    /// Whether the gateway can serve authenticated calls and is not shutting
+    /// down: components loaded, every identity provider has usable keys and
+    /// every required driver answers its health check.
     pub fn ready(&self) -> bool {
-        self.state.auth.ready() && self.state.drivers.is_ready()
+        self.state.is_ready()
+    }
+
+    /// Whether shutdown has started (readiness is off, connections drain).
+    pub fn draining(&self) -> bool {
+        *self.state.draining.borrow()
+    }
+
+    /// Starts the drain: readiness (`/readyz`, gRPC health) turns false at
+    /// once. [`Gateway::serve`] calls it when its shutdown future resolves.
+    pub fn begin_drain(&self) {
+        if !self.state.draining.send_replace(true) {
+            tracing::info!("shutting down: readiness is now off");
+        }
+    }
+
+    /// How long the gateway has been up.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.state.started.elapsed()
+    }
+
+    /// Authenticates an admin call by the bearer token in its
+    /// `Authorization` header (a cookie or query token is never accepted: a
+    /// mutating call must not ride on ambient credentials), with the
+    /// gateway's own authentication (OIDC providers, mapped by their claims
+    /// mapper, or gateway tokens), and checks that its principal has
+    /// `scope`. Fails closed: no token, an invalid one, or one without a
+    /// principal is a rejection.
+    pub async fn authorize_admin(
+        &self,
+        headers: &http::HeaderMap,
+        scope: &str,
+    ) -> Result<crate::identity::Principal, Rejection> {
+        let state = &self.state;
+        let presented = state.auth.extract(headers, &http::Uri::from_static("/"), false);
+        match presented.bearer() {
+            Some((_, crate::identity::TokenSource::AuthorizationHeader)) => {}
+            Some(_) => return Err(Rejection::InvalidRequest),
+            None => return Err(Rejection::MissingCredential),
+        }
+        let verified = state
+            .auth
+            .authenticate(crate::identity::AuthClass::Bearer, &presented)
+            .await
+            .map_err(|e| Rejection::from(&e))?;
+        let policy = self.policy();
+        let token = presented.bearer().map(|(t, _)| t.expose());
+        let authentication = state.caches.authentication(&policy, &verified, token).await.map_err(|reason| {
+            tracing::info!(%reason, "admin call refused: the token maps to no principal");
+            Rejection::Forbidden
+        })?;
+        let principal = authentication.principal.ok_or(Rejection::Forbidden)?;
+        if principal.scopes.iter().any(|s| s == scope) { Ok(principal) } else { Err(Rejection::Forbidden) }
     }
 
     /// The current policy set.
@@ -236,10 +308,12 @@ impl Gateway {
         }
     }
 
-    /// The axum router: health endpoints and the login settings
-    /// (unauthenticated), then every other path through the pipeline.
+    /// The axum router: health endpoints (`/healthz`, `/readyz`,
+    /// `grpc.health.v1.Health`) and the login settings (unauthenticated),
+    /// then every other path through the pipeline.
     pub fn router(&self) -> Router {
         let ready_state = self.state.clone();
+        let grpc_health = health::service(self.state.clone());
         let login = self.state.login.clone().map(axum::Json);
         let state = self.state.clone();
         Router::new()
@@ -258,16 +332,26 @@ impl Gateway {
                     async move { readyz(&state).into_response() }
                 }),
             )
+            // The whole service, so that no route can shadow any of it.
+            .route_service("/grpc.health.v1.Health/{*method}", grpc_health)
             .fallback(move |req: Request| {
                 let state = state.clone();
                 async move { pipeline::handle(state, req.map(Body::new)).await }
             })
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then drains
-    /// connections.
+    /// Serves on `listener` until `shutdown` resolves, then drains as
+    /// `shutdown:` says: readiness off at once ([`Gateway::begin_drain`]),
+    /// accepting and serving for `drain_delay_ms`, then calls and streams
+    /// in flight get `grace_ms` to finish.
     pub async fn serve(&self, listener: Listener, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
-        listener.serve(self.router(), &self.state.server, shutdown).await
+        let cfg = &self.state.shutdown;
+        let drain = listener::Drain { delay: cfg.drain_delay(), grace: cfg.grace() };
+        let shutdown = async {
+            shutdown.await;
+            self.begin_drain();
+        };
+        listener.serve(self.router(), &self.state.server, drain, shutdown).await
     }
 }
 
@@ -298,6 +382,10 @@ fn readyz(state: &State) -> (StatusCode, String) {
     let providers = state.auth.readiness();
     let mut body = String::new();
     let mut ready = true;
+    if *state.draining.borrow() {
+        ready = false;
+        body.push_str("shutting down: draining\n");
+    }
     for p in &providers {
         let line = if p.has_keys {
             format!("provider {}: ready ({} keys)\n", p.name, p.key_count)

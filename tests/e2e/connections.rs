@@ -395,7 +395,8 @@ fn exited(pid: u32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_idle_connections_at_once_and_lets_requests_in_flight_finish() {
-    let env = support::start(|y| y).await;
+    // No drain delay: this is the stage after it (tests/e2e/lifecycle.rs has the delay).
+    let env = support::start(|y| format!("shutdown: {{ drain_delay_ms: 0 }}\n{y}")).await;
     let addr = env.addr;
     let mut silent = connect(addr).await;
     let mut partial = connect(addr).await;

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real wasmgate binary, a real OIDC issuer over HTTP,
 //! the real sample driver on a Unix socket, real HTTP and gRPC clients.
 
+mod admin;
 mod connections;
 mod credentials;
 mod decision_log;
@@ -8,6 +9,7 @@ mod first_hour;
 mod framing;
 mod gateway_tokens;
 mod h2_abuse;
+mod lifecycle;
 mod login;
 mod metrics;
 mod nginx;

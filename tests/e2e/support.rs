@@ -215,6 +215,24 @@ impl Env {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends SIGTERM to the gateway, as the kubelet does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// Waits up to `within` for the gateway to exit; its exit status.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the gateway") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "gateway still running after {within:?}; log:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// An h2c client connection to `addr`, driven in the background; requests

@@ -59,6 +59,8 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let issuer = DevIssuer::start().await?;
     let secret = hex::encode(random_bytes::<16>()?);
     let yaml = with_demo_credentials(&demo_config(listen, issuer.issuer(), &socket, &secret), &credentials_socket);
+    // No load balancer waits on the demo's readiness: Ctrl-C stops accepting at once.
+    let yaml = format!("shutdown: {{ drain_delay_ms: 0, grace_ms: 5000 }}\n{yaml}");
     let cfg = Config::from_yaml(&yaml)?;
     let telemetry = crate::telemetry::start(&cfg.telemetry)?;
     let gateway = Gateway::new(&cfg).await?;

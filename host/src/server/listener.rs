@@ -9,6 +9,13 @@
 //! may be open and how long one may stay silent, mid-head or idle is
 //! [`connections`]' business; at start the soft open-file limit is raised to
 //! the hard one.
+//!
+//! Shutdown ([`Drain`]) goes in stages: when the shutdown future resolves
+//! the listener keeps accepting and serving for the drain delay, every
+//! HTTP/1.1 response then says `Connection: close` and HTTP/2 connections
+//! get a GOAWAY, so clients move to another instance; then it stops
+//! accepting, idle connections close, and calls and streams in flight
+//! (upgraded tunnels included) get the grace period; the rest are closed.
 
 mod connections;
 mod framing;
@@ -72,10 +79,12 @@ impl Listener {
         self.tls.is_some()
     }
 
+    /// Serves until `shutdown` resolves, then drains as `drain` says.
     pub(super) async fn serve(
         self,
         router: Router,
         limits: &ServerConfig,
+        drain: Drain,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
         let fd_limit = raise_fd_limit();
@@ -87,12 +96,30 @@ impl Listener {
             limits.http2.idle_timeout(),
         );
         let connections = Connections::new(max, timeouts);
-        let ctx = Arc::new(ConnContext { builder: builder(limits), router, http1: limits.http1.clone(), timeouts });
-        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let live = LiveIo::new();
+        let ctx = Arc::new(ConnContext {
+            builder: builder(limits),
+            router,
+            http1: limits.http1.clone(),
+            timeouts,
+            live: live.clone(),
+        });
+        let (stage, stopping) = tokio::sync::watch::channel(Stage::Serving);
+        // Resolves when accepting stops: the drain delay after `shutdown`.
+        let stop_accepting = async {
+            shutdown.await;
+            stage.send_replace(Stage::Draining);
+            tracing::info!(
+                drain_delay_ms = millis(drain.delay),
+                open = connections.live(),
+                "draining: still accepting and serving for the drain delay; responses now close their connections"
+            );
+            tokio::time::sleep(drain.delay).await;
+        };
+        tokio::pin!(stop_accepting);
         let mut accept_failures = Throttled::new(LOG_EVERY);
         let mut refusals = Throttled::new(LOG_EVERY);
         let mut backoff = ACCEPT_BACKOFF_MIN;
-        tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
@@ -116,13 +143,13 @@ impl Listener {
                         }
                         tokio::select! {
                             () = tokio::time::sleep(backoff) => {}
-                            () = &mut shutdown => break,
+                            () = &mut stop_accepting => break,
                         }
                         backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                         continue;
                     }
                 },
-                () = &mut shutdown => break,
+                () = &mut stop_accepting => break,
             };
             let slot = match connections.admit() {
                 Admission::Admitted(slot) => slot,
@@ -177,7 +204,7 @@ impl Listener {
                                 }
                             },
                             () = activity.evicted() => return,
-                            _ = stopped.changed() => return,
+                            _ = stopped.wait_for(|s| *s >= Stage::Stopping) => return,
                         };
                         activity.start_http();
                         ctx.serve(tls, peer, slot, stopping).await;
@@ -186,9 +213,29 @@ impl Listener {
             }
         }
         drop(self.tcp);
-        let _ = stop.send(true);
-        if tokio::time::timeout(DRAIN_TIMEOUT, connections.drained()).await.is_err() {
-            tracing::warn!("connections still open after 25 s of draining; closing them");
+        stage.send_replace(Stage::Stopping);
+        tracing::info!(
+            grace_ms = millis(drain.grace),
+            open = connections.live(),
+            "stopped accepting; calls and streams in flight have the grace period to finish"
+        );
+        let drained = async {
+            connections.drained().await;
+            live.drained().await;
+        };
+        if tokio::time::timeout(drain.grace, drained).await.is_err() {
+            tracing::warn!(
+                grace_ms = millis(drain.grace),
+                open = connections.live(),
+                tunnels_and_connections = live.count(),
+                "still open after the grace period; closing them"
+            );
+            stage.send_replace(Stage::Closing);
+            // The connection tasks return at once; upgraded tunnels end
+            // with the process.
+            let _ = tokio::time::timeout(CLOSE_WAIT, connections.drained()).await;
+        } else {
+            tracing::info!("every connection finished");
         }
         Ok(())
     }
@@ -201,13 +248,42 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an HTTP/2 connection closed for idleness may take to finish
 /// after its GOAWAY.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// How long connections may drain at shutdown.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long the listener waits for connection tasks to return once told to
+/// close after the grace period.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Accept backoff on errors, doubling from the first to the second.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// A repeated warning is logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// How the listener stops once its shutdown future resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Drain {
+    /// Accepting and serving go on this long (readiness is already off).
+    pub delay: Duration,
+    /// Then calls and streams in flight get this long to finish.
+    pub grace: Duration,
+}
+
+/// Where the listener is in its life; only ever moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    /// Accepting and serving.
+    Serving,
+    /// Shutting down, still accepting: HTTP/1.1 responses close their
+    /// connection, HTTP/2 connections get a GOAWAY.
+    Draining,
+    /// Not accepting: idle connections close, the rest finish in the grace
+    /// period.
+    Stopping,
+    /// The grace period is over: every connection closes now.
+    Closing,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// What every connection of a listener shares.
 struct ConnContext {
@@ -215,12 +291,15 @@ struct ConnContext {
     router: Router,
     http1: Http1Config,
     timeouts: Timeouts,
+    /// Every connection's I/O, which an upgraded tunnel keeps after hyper
+    /// has let go of the connection.
+    live: Arc<LiveIo>,
 }
 
 impl ConnContext {
     /// Serves one connection until it ends, times out, is evicted, or the
     /// listener shuts down (then gracefully).
-    async fn serve<S>(&self, io: S, peer: SocketAddr, slot: Slot, mut stopping: tokio::sync::watch::Receiver<bool>)
+    async fn serve<S>(&self, io: S, peer: SocketAddr, slot: Slot, mut stopping: tokio::sync::watch::Receiver<Stage>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -228,29 +307,50 @@ impl ConnContext {
         let verdict = Arc::new(Verdict::default());
         let service = {
             let (verdict, activity, router) = (verdict.clone(), activity.clone(), self.router.clone());
+            let stage = stopping.clone();
             hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let in_flight = activity.begin();
                 let refused = refusal(&req, &verdict, peer);
+                let http2 = req.version() == Version::HTTP_2;
+                if http2 && *stage.borrow() >= Stage::Draining {
+                    // The connection loop sends its GOAWAY.
+                    activity.wake();
+                }
                 req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                let router = router.clone();
+                let (router, stage) = (router.clone(), stage.clone());
                 async move {
-                    let response = match refused {
+                    let mut response = match refused {
                         Some(response) => response,
                         None => match router.oneshot(req).await {
                             Ok(response) => response,
                             Err(never) => match never {},
                         },
                     };
+                    if !http2
+                        && *stage.borrow() >= Stage::Draining
+                        && response.status() != StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        // Draining: the client opens its next call elsewhere.
+                        response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                    }
                     Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, in_flight)))
                 }
             })
         };
-        let io = TokioIo::new(Inspected::new(io, &self.http1, verdict).with_activity(activity.clone()));
+        let io = Inspected::new(io, &self.http1, verdict).with_activity(activity.clone());
+        let io = TokioIo::new(Held::new(io, &self.live));
         let conn = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
         let mut grace_until = None;
         let mut shutting_down = false;
+        let mut watching = true;
         loop {
+            if !shutting_down && activity.is_http2() && *stopping.borrow() >= Stage::Draining {
+                // Draining: GOAWAY, so the client opens new streams
+                // elsewhere and the ones in flight finish.
+                shutting_down = true;
+                conn.as_mut().graceful_shutdown();
+            }
             if shutting_down && grace_until.is_none() && activity.is_idle() {
                 // After GOAWAY, an HTTP/2 client that never acknowledges
                 // would hold the drain: bounded like an idle close.
@@ -273,15 +373,31 @@ impl ConnContext {
                         return;
                     }
                 }
-                _ = stopping.changed(), if !shutting_down => {
-                    // Shutting down: an HTTP/1.1 connection (or one not yet
-                    // known) without a request in flight has nothing to
-                    // finish, a slow head included; the rest finish theirs.
-                    if activity.is_idle() && !activity.is_http2() {
-                        return;
+                changed = stopping.changed(), if watching => {
+                    let stage = if changed.is_ok() { *stopping.borrow_and_update() } else { Stage::Closing };
+                    watching = stage < Stage::Closing;
+                    match stage {
+                        // HTTP/2 is handled at the top of the loop;
+                        // HTTP/1.1 responses say `Connection: close`.
+                        Stage::Serving | Stage::Draining => {}
+                        Stage::Stopping => {
+                            // Not accepting: an HTTP/1.1 connection (or one
+                            // not yet known) without a request in flight has
+                            // nothing to finish, a slow head included; the
+                            // rest finish theirs.
+                            if activity.is_idle() && !activity.is_http2() {
+                                return;
+                            }
+                            if !shutting_down {
+                                shutting_down = true;
+                                conn.as_mut().graceful_shutdown();
+                            }
+                        }
+                        Stage::Closing => {
+                            tracing::debug!(%peer, "closing a connection still busy after the grace period");
+                            return;
+                        }
                     }
-                    shutting_down = true;
-                    conn.as_mut().graceful_shutdown();
                 }
                 () = tokio::time::sleep_until(wake.into()) => {
                     if grace_until.is_some() {
@@ -302,6 +418,102 @@ impl ConnContext {
                 }
             }
         }
+    }
+}
+
+/// Counts connections' I/O alive: a connection's, or an upgraded tunnel's
+/// that outlives its connection task.
+#[derive(Debug, Default)]
+struct LiveIo {
+    count: std::sync::atomic::AtomicUsize,
+    none: tokio::sync::Notify,
+}
+
+impl LiveIo {
+    fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves once no connection's I/O is alive.
+    async fn drained(&self) {
+        loop {
+            let notified = self.none.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A connection's I/O, counted in [`LiveIo`] until dropped.
+struct Held<S> {
+    io: S,
+    live: Arc<LiveIo>,
+}
+
+impl<S> Held<S> {
+    fn new(io: S, live: &Arc<LiveIo>) -> Self {
+        live.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self { io, live: live.clone() }
+    }
+}
+
+impl<S> Drop for Held<S> {
+    fn drop(&mut self) {
+        if self.live.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.live.none.notify_waiters();
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Held<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -273,6 +273,11 @@ impl Activity {
         }
     }
 
+    /// Wakes the connection's task to look at its state again.
+    pub(super) fn wake(&self) {
+        self.poke.notify_one();
+    }
+
     /// Whether no request is in flight.
     pub(super) fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0

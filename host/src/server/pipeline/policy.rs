@@ -66,7 +66,7 @@ impl Caches {
     }
 
     /// Who the caller is, as the policy sees it.
-    pub(super) async fn authentication(
+    pub(in crate::server) async fn authentication(
         &self,
         policy: &PolicySet,
         verified: &Verified,
