@@ -479,3 +479,34 @@ async fn json_log_lines_of_a_call_are_flat_and_carry_its_trace_and_decision_ids(
     let serving = lines.iter().find(|l| l["message"] == "wasmgate serving").expect("start line");
     assert!(serving.get("decision_id").is_none() && serving.get("trace_id").is_none(), "{serving}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_is_down_neither_fails_calls_nor_keeps_the_gateway_from_stopping() {
+    let dead = support::free_port();
+    let (port, heads) = upstream().await;
+    let env = gateway(port, Some(tracing_yaml(&format!("http://{dead}"), "grpc", 10))).await;
+    for _ in 0..5 {
+        let (status, _) = call(&env, "/up/x", &env.user()).await;
+        assert_eq!(status, 200, "log:\n{}", env.logs());
+    }
+    // Still traced: the upstream got the gateway's span as its parent.
+    let heads = heads.lock().expect("lock").clone();
+    assert!(
+        heads.iter().all(|h| header(h, "traceparent").is_some_and(|v| v.contains(TRACE) && !v.contains(CLIENT_PARENT))),
+        "{heads:#?}"
+    );
+    let status = Command::new("kill").args(["-TERM", &env.pid().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !exited(env.pid()) {
+        assert!(Instant::now() < deadline, "still running 30 s after SIGTERM; log:\n{}", env.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(env.logs().contains("wasmgate stopped"), "{}", env.logs());
+}
+
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
