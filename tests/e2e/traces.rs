@@ -510,3 +510,38 @@ fn exited(pid: u32) -> bool {
         .map(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
         .unwrap_or(true)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampler_follows_a_sampled_parent_and_applies_its_ratio_to_new_traces() {
+    let (endpoint, received) = grpc_receiver().await;
+    let (port, heads) = upstream().await;
+    let yaml = format!(
+        "telemetry:\n  tracing:\n    endpoint: \"{endpoint}\"\n    sampler: {{ ratio: 0.0 }}\n    batch: {{ scheduled_delay_ms: 10 }}\n"
+    );
+    let env = gateway(port, Some(yaml)).await;
+    // First a call that starts its own trace: with ratio 0 it is not kept.
+    let r = env.client.get(env.url("/up/x")).bearer_auth(env.user()).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    let root_id = r.headers().get("x-decision-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    // Then one whose client sampled its trace: kept.
+    let (status, sampled_id) = call(&env, "/up/x", &env.user()).await;
+    assert_eq!(status, 200);
+    received
+        .wait_for(
+            "the sampled call's server span",
+            |s| servers(s).iter().any(|s| str_attr(s, "wasmgate.decision_id") == Some(sampled_id.as_str())),
+            &env,
+        )
+        .await;
+    // Spans are exported in the order they end: the first call's would be here.
+    assert!(
+        !servers(&received.spans()).iter().any(|s| str_attr(s, "wasmgate.decision_id") == Some(root_id.as_str())),
+        "an unsampled root trace was exported"
+    );
+    // The unsampled trace still propagates, flagged not sampled.
+    let heads = heads.lock().expect("lock").clone();
+    let first = header(&heads[0], "traceparent").unwrap_or_default();
+    assert!(first.starts_with("00-") && first.ends_with("-00") && !first.contains(TRACE), "{first}");
+    let second = header(&heads[1], "traceparent").unwrap_or_default();
+    assert!(second.starts_with(&format!("00-{TRACE}-")) && second.ends_with("-01"), "{second}");
+}
