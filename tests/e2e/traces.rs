@@ -479,3 +479,69 @@ async fn json_log_lines_of_a_call_are_flat_and_carry_its_trace_and_decision_ids(
     let serving = lines.iter().find(|l| l["message"] == "wasmgate serving").expect("start line");
     assert!(serving.get("decision_id").is_none() && serving.get("trace_id").is_none(), "{serving}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_is_down_neither_fails_calls_nor_keeps_the_gateway_from_stopping() {
+    let dead = support::free_port();
+    let (port, heads) = upstream().await;
+    let env = gateway(port, Some(tracing_yaml(&format!("http://{dead}"), "grpc", 10))).await;
+    for _ in 0..5 {
+        let (status, _) = call(&env, "/up/x", &env.user()).await;
+        assert_eq!(status, 200, "log:\n{}", env.logs());
+    }
+    // Still traced: the upstream got the gateway's span as its parent.
+    let heads = heads.lock().expect("lock").clone();
+    assert!(
+        heads.iter().all(|h| header(h, "traceparent").is_some_and(|v| v.contains(TRACE) && !v.contains(CLIENT_PARENT))),
+        "{heads:#?}"
+    );
+    let status = Command::new("kill").args(["-TERM", &env.pid().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !exited(env.pid()) {
+        assert!(Instant::now() < deadline, "still running 30 s after SIGTERM; log:\n{}", env.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(env.logs().contains("wasmgate stopped"), "{}", env.logs());
+}
+
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampler_follows_a_sampled_parent_and_applies_its_ratio_to_new_traces() {
+    let (endpoint, received) = grpc_receiver().await;
+    let (port, heads) = upstream().await;
+    let yaml = format!(
+        "telemetry:\n  tracing:\n    endpoint: \"{endpoint}\"\n    sampler: {{ ratio: 0.0 }}\n    batch: {{ scheduled_delay_ms: 10 }}\n"
+    );
+    let env = gateway(port, Some(yaml)).await;
+    // First a call that starts its own trace: with ratio 0 it is not kept.
+    let r = env.client.get(env.url("/up/x")).bearer_auth(env.user()).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    let root_id = r.headers().get("x-decision-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    // Then one whose client sampled its trace: kept.
+    let (status, sampled_id) = call(&env, "/up/x", &env.user()).await;
+    assert_eq!(status, 200);
+    received
+        .wait_for(
+            "the sampled call's server span",
+            |s| servers(s).iter().any(|s| str_attr(s, "wasmgate.decision_id") == Some(sampled_id.as_str())),
+            &env,
+        )
+        .await;
+    // Spans are exported in the order they end: the first call's would be here.
+    assert!(
+        !servers(&received.spans()).iter().any(|s| str_attr(s, "wasmgate.decision_id") == Some(root_id.as_str())),
+        "an unsampled root trace was exported"
+    );
+    // The unsampled trace still propagates, flagged not sampled.
+    let heads = heads.lock().expect("lock").clone();
+    let first = header(&heads[0], "traceparent").unwrap_or_default();
+    assert!(first.starts_with("00-") && first.ends_with("-00") && !first.contains(TRACE), "{first}");
+    let second = header(&heads[1], "traceparent").unwrap_or_default();
+    assert!(second.starts_with(&format!("00-{TRACE}-")) && second.ends_with("-01"), "{second}");
+}

@@ -45,6 +45,9 @@ pub enum TelemetryError {
     /// The HTTP client could not be built.
     #[error("telemetry.tracing: cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    /// Called outside the async runtime the exporters run on.
+    #[error("telemetry.tracing: not started from within the async runtime")]
+    NoRuntime,
     /// Tracing was already started in this process.
     #[error("telemetry.tracing: already started")]
     AlreadyStarted,
@@ -133,6 +136,8 @@ pub fn start(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     if PROCESSOR.get().is_some() {
         return Err(TelemetryError::AlreadyStarted);
     }
+    // Both exporters run their I/O on the runtime.
+    tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
     let exporter = exporter(t)?;
     let mut processor = BatchSpanProcessor::builder(exporter)
         .with_batch_config(
@@ -166,7 +171,7 @@ fn exporter(t: &TracingConfig) -> Result<opentelemetry_otlp::SpanExporter, Telem
         OtlpProtocol::Http => {
             let client = ReqwestExport {
                 client: reqwest::Client::builder().timeout(timeout).build()?,
-                runtime: tokio::runtime::Handle::current(),
+                runtime: tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?,
             };
             builder
                 .with_http()
