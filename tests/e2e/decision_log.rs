@@ -165,9 +165,23 @@ async fn allowed_and_denied_calls_have_one_full_record_each() {
     for part in forged.split('.') {
         assert!(!text.contains(part), "token part in the record: {text}");
     }
+    // A gRPC call the gateway refuses: trailers-only, its gRPC status in
+    // the record beside the HTTP one.
+    let mut grpc = env.grpc().await;
+    let err =
+        grpc.list_sandboxes(wasmgate_proto::sandbox::ListSandboxesRequest::default()).await.expect_err("no token");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let path = "/sandbox.v1.SandboxService/ListSandboxes";
+    let r = eventually(10, || records_for(&env, path).pop()).await.unwrap_or_else(|| panic!("{}", env.logs()));
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_u64(), r["grpc_status"].as_u64()),
+        (Some("unauthenticated"), Some(200), Some(16)),
+        "{r}"
+    );
+    assert_eq!(r["route"], "sandbox-grpc");
     // One record per call.
     assert_eq!(records(&env.logs()).iter().filter(|r| r["decision_id"] == allowed_id.as_str()).count(), 1);
-    metric_reaches(admin, &written("stderr"), 3.0).await;
+    metric_reaches(admin, &written("stderr"), 4.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,10 @@ pub struct DecisionRecord {
     pub reason: Option<String>,
     /// The HTTP status the client got.
     pub status: u16,
+    /// The gRPC status of a gRPC call the gateway answered itself
+    /// (trailers-only: a rejection or an upstream failure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u16>,
     /// The status the upstream answered with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
