@@ -29,6 +29,9 @@ use crate::tasks::{Stop, Tasks};
 /// gateway gives its tasks).
 const FINAL_FLUSH: Duration = Duration::from_secs(3);
 
+/// A failing file sink says so in the log once per this long at most.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// Records the stderr and file sinks write in one go, at most.
 const WRITE_BATCH: usize = 256;
 
@@ -51,6 +54,9 @@ struct Writer {
     rx: mpsc::Receiver<DecisionRecord>,
     sink: Sink,
     masker: mask::Masker,
+    /// When a failed write was last logged, and the drops since.
+    warned: Option<std::time::Instant>,
+    unwarned: u64,
 }
 
 enum Sink {
@@ -102,7 +108,7 @@ impl DecisionLog {
         let (tx, rx) = mpsc::channel(cfg.queue_size.max(1));
         Ok(Self {
             tx: Some(tx),
-            writer: Mutex::new(Some(Writer { rx, sink, masker })),
+            writer: Mutex::new(Some(Writer { rx, sink, masker, warned: None, unwarned: 0 })),
             sink: sink_name,
             sample_threshold,
         })
@@ -261,7 +267,14 @@ impl Writer {
                     .collect();
                 let (written, err) = f.append(&lines);
                 if let Some(e) = err {
-                    tracing::warn!(error = %e, dropped = lines.len() - written, "decision log: file write failed; records dropped");
+                    // Once per WARN_EVERY at most: a full disk fails every
+                    // write, and the log may be on the same disk.
+                    self.unwarned += (lines.len() - written) as u64;
+                    if self.warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        tracing::warn!(error = %e, dropped = self.unwarned, "decision log: file write failed; records dropped");
+                        self.warned = Some(std::time::Instant::now());
+                        self.unwarned = 0;
+                    }
                 }
                 for i in 0..lines.len() {
                     crate::metrics::decision_log(sink, if i < written { "written" } else { "dropped" });

@@ -12,13 +12,14 @@ use tokio::sync::Mutex;
 
 use crate::support::{self, Env, free_port};
 
-/// Every decision record in `text`: the JSON lines carrying a `decision_id`
-/// (the default sink writes them on stderr, beside the log).
+/// Every decision record in `text`: the JSON lines with a `decision_id`, an
+/// `outcome` and a `policy` (the default sink writes them on stderr, beside
+/// the log, whose request-scoped lines may carry a decision id too).
 pub fn records(text: &str) -> Vec<Value> {
     text.lines()
         .filter(|l| l.starts_with('{'))
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("decision_id").is_some())
+        .filter(|v| v.get("decision_id").is_some() && v.get("outcome").is_some() && v["policy"].is_object())
         .collect()
 }
 
