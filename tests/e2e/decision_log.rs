@@ -28,6 +28,20 @@ pub fn records_for(env: &Env, path: &str) -> Vec<Value> {
     records(&env.logs()).into_iter().filter(|r| r["path"] == path).collect()
 }
 
+/// The gateway's stderr once `ready` holds for it, polled for up to 10 s
+/// (the last read after that): a decision record, and the reason in it, is
+/// written beside the call, not before its response.
+pub async fn logs_when(env: &Env, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = env.logs();
+        if ready(&logs) || Instant::now() > deadline {
+            return logs;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `check` every 20 ms until it gives a value or `secs` pass.
 async fn eventually<T>(secs: u64, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + Duration::from_secs(secs);
