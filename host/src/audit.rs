@@ -115,8 +115,9 @@ impl DecisionLog {
     }
 
     /// Whether a call's record is written at all: never with `sink: none`;
-    /// an allowed, non-5xx decision only if sampled (by its decision id, a
-    /// random hex number); every other always.
+    /// a clean allow (`allowed`: allowed and nothing failed after) that is
+    /// not a 5xx only if sampled (by its decision id, a random hex number);
+    /// every other always.
     pub fn wants(&self, decision_id: &str, allowed: bool, status: u16) -> bool {
         if self.tx.is_none() {
             return false;

@@ -221,6 +221,22 @@ async fn dropped_fields_are_absent_and_hashed_fields_are_keyed_hashes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_leaves_out_allowed_decisions_but_keeps_every_denial() {
+    let admin = free_port();
+    let env = gateway(admin, "decision_log:\n  sample_allowed: 0.0\n").await;
+    for _ in 0..3 {
+        assert_eq!(call(&env, "/v1/sandboxes", &env.admin()).await.0, 200);
+    }
+    let (status, denied) = call(&env, "/v1/config", &env.user()).await;
+    assert_eq!(status, 403);
+    // Records are written in order: once the denial's is there, any record
+    // of the allowed calls before it would be too.
+    record_with_id(&env, &denied).await;
+    assert!(records_for(&env, "/v1/sandboxes").is_empty(), "allowed decisions sampled out:\n{}", env.logs());
+    assert_eq!(records(&env.logs()).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_file_sink_rotates_by_size_and_keeps_max_files() {
     let admin = free_port();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -97,14 +97,6 @@ pub struct ComponentRef {
     pub sha256: String,
 }
 
-impl DecisionRecord {
-    /// Whether the record must be kept whatever the sampling: every
-    /// non-allow outcome and every 5xx.
-    pub fn always_kept(&self) -> bool {
-        self.outcome != "allow" || self.status >= 500
-    }
-}
-
 fn phases<S: Serializer>(phases: &[(&'static str, u64)], s: S) -> Result<S::Ok, S::Error> {
     let mut map = s.serialize_map(Some(phases.len()))?;
     for (name, us) in phases {

@@ -230,7 +230,9 @@ impl Call {
             Some(r) if !self.allowed => r.rejection.outcome(),
             _ => "allow",
         };
-        if !log.wants(&self.decision_id, outcome == "allow", status.as_u16()) {
+        // Sampling applies only to a clean allow: an allowed call that
+        // failed afterwards (upstream, body too large) is always kept.
+        if !log.wants(&self.decision_id, outcome == "allow" && rejected.is_none(), status.as_u16()) {
             return;
         }
         let elapsed = self.started.elapsed();
