@@ -29,6 +29,9 @@ use crate::tasks::{Stop, Tasks};
 /// gateway gives its tasks).
 const FINAL_FLUSH: Duration = Duration::from_secs(3);
 
+/// A failing file sink says so in the log once per this long at most.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// Records the stderr and file sinks write in one go, at most.
 const WRITE_BATCH: usize = 256;
 
@@ -51,6 +54,9 @@ struct Writer {
     rx: mpsc::Receiver<DecisionRecord>,
     sink: Sink,
     masker: mask::Masker,
+    /// When a failed write was last logged, and the drops since.
+    warned: Option<std::time::Instant>,
+    unwarned: u64,
 }
 
 enum Sink {
@@ -102,15 +108,16 @@ impl DecisionLog {
         let (tx, rx) = mpsc::channel(cfg.queue_size.max(1));
         Ok(Self {
             tx: Some(tx),
-            writer: Mutex::new(Some(Writer { rx, sink, masker })),
+            writer: Mutex::new(Some(Writer { rx, sink, masker, warned: None, unwarned: 0 })),
             sink: sink_name,
             sample_threshold,
         })
     }
 
     /// Whether a call's record is written at all: never with `sink: none`;
-    /// an allowed, non-5xx decision only if sampled (by its decision id, a
-    /// random hex number); every other always.
+    /// a clean allow (`allowed`: allowed and nothing failed after) that is
+    /// not a 5xx only if sampled (by its decision id, a random hex number);
+    /// every other always.
     pub fn wants(&self, decision_id: &str, allowed: bool, status: u16) -> bool {
         if self.tx.is_none() {
             return false;
@@ -261,17 +268,26 @@ impl Writer {
                     .collect();
                 let (written, err) = f.append(&lines);
                 if let Some(e) = err {
-                    tracing::warn!(error = %e, dropped = lines.len() - written, "decision log: file write failed; records dropped");
+                    // Once per WARN_EVERY at most: a full disk fails every
+                    // write, and the log may be on the same disk.
+                    self.unwarned += (lines.len() - written) as u64;
+                    if self.warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        tracing::warn!(error = %e, dropped = self.unwarned, "decision log: file write failed; records dropped");
+                        self.warned = Some(std::time::Instant::now());
+                        self.unwarned = 0;
+                    }
                 }
                 for i in 0..lines.len() {
                     crate::metrics::decision_log(sink, if i < written { "written" } else { "dropped" });
                 }
             }
             Sink::Http(h, _) => {
+                let mut due = false;
                 for line in lines {
-                    if h.push(line) {
-                        h.flush().await;
-                    }
+                    due |= h.push(line);
+                }
+                if due {
+                    h.flush().await;
                 }
             }
         }
@@ -321,6 +337,7 @@ mod tests {
             outcome: "no_route".into(),
             reason: None,
             status: 404,
+            grpc_status: None,
             upstream_status: None,
             upstream_failure: None,
             injected: Vec::new(),
@@ -329,15 +346,20 @@ mod tests {
             duration_us: 0,
             phases_us: Vec::new(),
         };
+        let dropped = || {
+            let sample = "wasmgate_decision_log_records_total{sink=\"stderr\",result=\"dropped\"}";
+            crate::metrics::render()
+                .lines()
+                .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse::<u64>().ok()))
+                .unwrap_or(0)
+        };
+        let before = dropped();
         // Not started: nothing drains the queue; the third is dropped.
         for _ in 0..3 {
             log.submit(r());
         }
         let writer = log.writer.lock().expect("lock").take().expect("not started");
         assert_eq!(writer.rx.len(), 2);
-        assert!(
-            crate::metrics::render()
-                .contains("wasmgate_decision_log_records_total{sink=\"stderr\",result=\"dropped\"}")
-        );
+        assert!(dropped() > before, "the drop is counted");
     }
 }

@@ -221,8 +221,9 @@ async fn credentials_are_injected_and_a_down_driver_is_503_then_reconnects() {
         assert!(Instant::now() < deadline, "readyz never reflected the driver: {status} {text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let logs = env.logs();
-    assert!(logs.contains("credentials_unavailable") || logs.contains("credentials driver unavailable"), "{logs}");
+    let unavailable = |l: &str| l.contains("credentials_unavailable") || l.contains("credentials driver unavailable");
+    let logs = crate::decision_log::logs_when(&env, unavailable).await;
+    assert!(unavailable(&logs), "{logs}");
 
     // The driver comes back on the same socket: the gateway reconnects by itself.
     let (_stop, _driver) = run_driver(&driver_cfg, &socket);

@@ -12,19 +12,34 @@ use tokio::sync::Mutex;
 
 use crate::support::{self, Env, free_port};
 
-/// Every decision record in `text`: the JSON lines carrying a `decision_id`
-/// (the default sink writes them on stderr, beside the log).
+/// Every decision record in `text`: the JSON lines with a `decision_id`, an
+/// `outcome` and a `policy` (the default sink writes them on stderr, beside
+/// the log, whose request-scoped lines may carry a decision id too).
 pub fn records(text: &str) -> Vec<Value> {
     text.lines()
         .filter(|l| l.starts_with('{'))
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("decision_id").is_some())
+        .filter(|v| v.get("decision_id").is_some() && v.get("outcome").is_some() && v["policy"].is_object())
         .collect()
 }
 
 /// The records of calls on `path` in the gateway's stderr so far.
 pub fn records_for(env: &Env, path: &str) -> Vec<Value> {
     records(&env.logs()).into_iter().filter(|r| r["path"] == path).collect()
+}
+
+/// The gateway's stderr once `ready` holds for it, polled for up to 10 s
+/// (the last read after that): a decision record, and the reason in it, is
+/// written beside the call, not before its response.
+pub async fn logs_when(env: &Env, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = env.logs();
+        if ready(&logs) || Instant::now() > deadline {
+            return logs;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Polls `check` every 20 ms until it gives a value or `secs` pass.
@@ -165,9 +180,23 @@ async fn allowed_and_denied_calls_have_one_full_record_each() {
     for part in forged.split('.') {
         assert!(!text.contains(part), "token part in the record: {text}");
     }
+    // A gRPC call the gateway refuses: trailers-only, its gRPC status in
+    // the record beside the HTTP one.
+    let mut grpc = env.grpc().await;
+    let err =
+        grpc.list_sandboxes(wasmgate_proto::sandbox::ListSandboxesRequest::default()).await.expect_err("no token");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let path = "/sandbox.v1.SandboxService/ListSandboxes";
+    let r = eventually(10, || records_for(&env, path).pop()).await.unwrap_or_else(|| panic!("{}", env.logs()));
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_u64(), r["grpc_status"].as_u64()),
+        (Some("unauthenticated"), Some(200), Some(16)),
+        "{r}"
+    );
+    assert_eq!(r["route"], "sandbox-grpc");
     // One record per call.
     assert_eq!(records(&env.logs()).iter().filter(|r| r["decision_id"] == allowed_id.as_str()).count(), 1);
-    metric_reaches(admin, &written("stderr"), 3.0).await;
+    metric_reaches(admin, &written("stderr"), 4.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,6 +218,22 @@ async fn dropped_fields_are_absent_and_hashed_fields_are_keyed_hashes() {
     // The same subject, the same hash: calls can still be correlated.
     let (_, id2) = call(&env, "/v1/sandboxes", &env.admin()).await;
     assert_eq!(record_with_id(&env, &id2).await["subject"], expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_leaves_out_allowed_decisions_but_keeps_every_denial() {
+    let admin = free_port();
+    let env = gateway(admin, "decision_log:\n  sample_allowed: 0.0\n").await;
+    for _ in 0..3 {
+        assert_eq!(call(&env, "/v1/sandboxes", &env.admin()).await.0, 200);
+    }
+    let (status, denied) = call(&env, "/v1/config", &env.user()).await;
+    assert_eq!(status, 403);
+    // Records are written in order: once the denial's is there, any record
+    // of the allowed calls before it would be too.
+    record_with_id(&env, &denied).await;
+    assert!(records_for(&env, "/v1/sandboxes").is_empty(), "allowed decisions sampled out:\n{}", env.logs());
+    assert_eq!(records(&env.logs()).len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -235,7 +235,7 @@ async fn misbehaving_components_fail_closed_and_the_next_call_succeeds() {
         let r = c.get(env.url("/v1/healthz")).send().await.expect("send");
         assert_eq!(r.status(), 200, "the call after {path} gets a fresh instance");
     }
-    let logs = env.logs();
+    let logs = decision_log::logs_when(&env, |l| l.contains("trapped")).await;
     assert!(logs.contains("exceeded its deadline"), "{logs}");
     assert!(logs.contains("exceeded its memory limit"), "{logs}");
     assert!(logs.contains("trapped"), "{logs}");

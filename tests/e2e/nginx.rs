@@ -341,7 +341,8 @@ async fn targets_and_hosts_that_could_be_read_two_ways_are_refused() {
     let (status, body) =
         raw(env.addr, b"GET http://gw.test/public/./y HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n").await;
     assert_eq!((status, body.as_str()), (200, "public /public/y\n"), "absolute-form is read like origin-form");
-    assert!(env.logs().contains("two Host headers"), "the reason is logged");
+    let logs = crate::decision_log::logs_when(&env, |l| l.contains("two Host headers")).await;
+    assert!(logs.contains("two Host headers"), "the reason is logged");
 }
 
 /// Sends one gRPC-framed unary request over h2c with a hand-picked path (no
@@ -375,5 +376,6 @@ async fn grpc_paths_that_are_not_service_and_method_are_invalid_arguments() {
     }
     // A well-formed call without credentials is judged by policy: 16.
     assert_eq!(grpc_status_for(env.addr, "/sandbox.v1.SandboxService/ListSandboxes").await, "16");
-    assert!(env.logs().contains("a gRPC path must be /<service>/<method>"));
+    let needle = "a gRPC path must be /<service>/<method>";
+    assert!(crate::decision_log::logs_when(&env, |l| l.contains(needle)).await.contains(needle));
 }

@@ -56,7 +56,7 @@ impl HttpSink {
         })
     }
 
-    /// Adds a serialized record; true when the batch is full and due.
+    /// Adds a serialized record; true when a full batch is due.
     pub fn push(&mut self, record: Vec<u8>) -> bool {
         self.batch.push(record);
         self.batch.len() >= self.batch_size
@@ -67,25 +67,35 @@ impl HttpSink {
         self.batch.is_empty()
     }
 
-    /// Sends what the batch holds, retrying; then counts it written or
-    /// dropped and empties it.
+    /// Sends what the batch holds, `batch_size` records per POST, each
+    /// retried; each counted written or dropped once its POST is done.
+    /// Records leave the batch only then: a flush cut short (at shutdown)
+    /// leaves the rest for the last one.
     pub async fn flush(&mut self) {
-        if self.batch.is_empty() {
-            return;
+        while !self.batch.is_empty() {
+            let n = self.batch.len().min(self.batch_size);
+            let written = self.send(json_array(&self.batch[..n]), n).await;
+            let result = if written { "written" } else { "dropped" };
+            for _ in 0..n {
+                crate::metrics::decision_log("http", result);
+            }
+            self.batch.drain(..n);
         }
-        let body = json_array(&self.batch);
-        let n = self.batch.len();
+    }
+
+    /// POSTs one batch of `n` records, retrying; whether it was accepted.
+    async fn send(&self, body: Vec<u8>, n: usize) -> bool {
         let mut failures = 0u32;
-        let written = loop {
+        loop {
             match self.attempt(body.clone()).await {
-                Attempt::Sent => break true,
+                Attempt::Sent => return true,
                 Attempt::Refused(why) => {
                     tracing::warn!(records = n, reason = %why, "decision-log receiver refused a batch; dropped");
-                    break false;
+                    return false;
                 }
                 Attempt::Retry(why) if failures >= self.max_retries => {
                     tracing::warn!(records = n, reason = %why, attempts = failures + 1, "decision-log batch dropped after its retries");
-                    break false;
+                    return false;
                 }
                 Attempt::Retry(why) => {
                     failures += 1;
@@ -96,12 +106,7 @@ impl HttpSink {
                     tokio::time::sleep(self.backoff.delay(failures)).await;
                 }
             }
-        };
-        let result = if written { "written" } else { "dropped" };
-        for _ in 0..n {
-            crate::metrics::decision_log("http", result);
         }
-        self.batch.clear();
     }
 
     /// Counts what the batch still holds as dropped (a last flush that ran
@@ -186,6 +191,35 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&json_array(&sink.batch)).expect("a JSON array");
         assert_eq!(body, serde_json::json!([{"a":1},{"a":2},{"a":3}]));
         assert_eq!(json_array(&[]), b"[]");
+    }
+
+    #[tokio::test]
+    async fn a_flush_posts_batch_size_records_at_a_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let sizes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let batch: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap_or_default();
+                    seen.lock().expect("lock").push(batch.len());
+                    http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let mut sink = HttpSink::new(&HttpSinkConfig { url: format!("http://{addr}/"), ..cfg(2) }, None).expect("sink");
+        for i in 0..5 {
+            sink.push(format!("{{\"n\":{i}}}").into_bytes());
+        }
+        sink.flush().await;
+        assert!(sink.is_empty());
+        assert_eq!(*sizes.lock().expect("lock"), [2, 2, 1]);
     }
 
     #[tokio::test]

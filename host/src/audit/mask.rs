@@ -136,6 +136,7 @@ mod tests {
             outcome: "allow".into(),
             reason: None,
             status: 200,
+            grpc_status: None,
             upstream_status: Some(200),
             upstream_failure: None,
             injected: vec!["sandbox-api".into()],

@@ -49,6 +49,10 @@ pub struct DecisionRecord {
     pub reason: Option<String>,
     /// The HTTP status the client got.
     pub status: u16,
+    /// The gRPC status of a gRPC call the gateway answered itself
+    /// (trailers-only: a rejection or an upstream failure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u16>,
     /// The status the upstream answered with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
@@ -91,14 +95,6 @@ pub struct ComponentRef {
     pub name: String,
     /// The sha256 of the component's bytes, hex.
     pub sha256: String,
-}
-
-impl DecisionRecord {
-    /// Whether the record must be kept whatever the sampling: every
-    /// non-allow outcome and every 5xx.
-    pub fn always_kept(&self) -> bool {
-        self.outcome != "allow" || self.status >= 500
-    }
 }
 
 fn phases<S: Serializer>(phases: &[(&'static str, u64)], s: S) -> Result<S::Ok, S::Error> {

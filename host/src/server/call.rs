@@ -207,7 +207,9 @@ impl Call {
         }
         let status = response.status();
         metrics::http_request(&self.route_name, &self.method, status, self.started.elapsed().as_secs_f64());
-        self.record(log, status, rejected);
+        // A trailers-only gRPC answer carries its status in the head.
+        let grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse().ok());
+        self.record(log, status, grpc_status, rejected);
     }
 
     /// Writes the call's one decision record, when the response head is
@@ -215,14 +217,22 @@ impl Call {
     /// that produced it (policy, or the upstream's failure). The record is
     /// built only when the log wants it (sampling, `sink: none`) and handed
     /// to its queue without waiting.
-    fn record(&mut self, log: &crate::audit::DecisionLog, status: StatusCode, rejected: Option<&Reject>) {
+    fn record(
+        &mut self,
+        log: &crate::audit::DecisionLog,
+        status: StatusCode,
+        grpc_status: Option<u16>,
+        rejected: Option<&Reject>,
+    ) {
         // Once the policy allowed the call, an upstream failure is its
         // status and reason, not a different decision.
         let outcome = match rejected {
             Some(r) if !self.allowed => r.rejection.outcome(),
             _ => "allow",
         };
-        if !log.wants(&self.decision_id, outcome == "allow", status.as_u16()) {
+        // Sampling applies only to a clean allow: an allowed call that
+        // failed afterwards (upstream, body too large) is always kept.
+        if !log.wants(&self.decision_id, outcome == "allow" && rejected.is_none(), status.as_u16()) {
             return;
         }
         let elapsed = self.started.elapsed();
@@ -260,6 +270,7 @@ impl Call {
             outcome: outcome.to_owned(),
             reason: rejected.map(|r| r.reason.clone()),
             status: status.as_u16(),
+            grpc_status,
             upstream_status: self.upstream_status.map(|s| s.as_u16()),
             upstream_failure: self.upstream_failure.map(Failure::as_str),
             injected: std::mem::take(&mut self.injected),
