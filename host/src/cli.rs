@@ -117,7 +117,7 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down: draining connections");
+    tracing::info!("shutdown signal received");
 }
 
 /// Limits for the offline plugin commands, as `plugins:` in the config.

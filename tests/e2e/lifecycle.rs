@@ -262,12 +262,13 @@ async fn a_rolling_restart_under_load_drops_no_call_for_a_client_that_follows_re
             }
         })
     };
-    // The load: four workers sending to ready backends, round robin, on
-    // keep-alive connections.
-    let workers: Vec<_> = (0..4)
+    // The load: six workers sending to ready backends, round robin, on
+    // keep-alive connections: four over HTTP/1.1, two over HTTP/2 (h2c).
+    let workers: Vec<_> = (0..6)
         .map(|w| {
             let (backends, stop, failures) = (backends.clone(), stop.clone(), failures.clone());
-            let c = reqwest::Client::builder().http1_only().timeout(Duration::from_secs(10)).build().expect("client");
+            let c = reqwest::Client::builder().timeout(Duration::from_secs(10));
+            let c = if w < 4 { c.http1_only() } else { c.http2_prior_knowledge() }.build().expect("client");
             tokio::spawn(async move {
                 let mut i = w;
                 while !stop.load(Ordering::SeqCst) {
