@@ -68,7 +68,8 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     );
     crate::reload::start(&tasks, gateway.clone(), config_path, cfg.plugins.dir.clone())
         .context("watch the config and plugin folders")?;
-    let served = gateway.serve(listener, shutdown_signal()).await;
+    let (first, second) = shutdown_signals();
+    let served = gateway.serve_until(listener, first, second).await;
     tasks.shutdown(std::time::Duration::from_secs(5)).await;
     served?;
     tracing::info!("wasmgate stopped");
@@ -95,6 +96,32 @@ fn warn_about_unlisted_methods(cfg: &Config) {
              methods in its settings (docs/plugins.md, \"Run it in a gateway\")"
         );
     }
+}
+
+/// The first SIGINT or SIGTERM (drain), and the second (stop now). Both
+/// listen from their first poll, so no signal falls between them.
+pub fn shutdown_signals() -> (impl Future<Output = ()> + Send, impl Future<Output = ()> + Send) {
+    (shutdown_signal(), second_signal())
+}
+
+/// Resolves on the second SIGINT or SIGTERM.
+async fn second_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return std::future::pending().await;
+        };
+        for _ in 0..2 {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        tracing::warn!("second shutdown signal: not waiting for the drain");
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -172,6 +172,33 @@ async fn calls_still_running_after_the_grace_period_are_closed() {
     assert!(env.logs().contains("still open after the grace period"), "{}", env.logs());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_cuts_the_drain_short() {
+    let upstream = Upstream::start().await;
+    // A drain that would outlast the test: only the second signal ends it.
+    let mut env = gateway(&upstream, "{ drain_delay_ms: 600000, grace_ms: 600000 }").await;
+    let slow = tokio::spawn(fresh_connections().get(env.url("/up/slow")).send());
+    let started = upstream.slow_started.clone();
+    eventually("the slow call reaches the upstream", &env, Duration::from_secs(10), || {
+        let n = started.load(Ordering::SeqCst);
+        async move { n == 1 }
+    })
+    .await;
+    env.terminate();
+    let c = fresh_connections();
+    eventually("/readyz turns 503", &env, Duration::from_secs(5), || {
+        let req = c.get(env.url("/readyz")).send();
+        async move { req.await.is_ok_and(|r| r.status() == 503) }
+    })
+    .await;
+    env.terminate();
+    let status = env.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "exit status {status}; log:\n{}", env.logs());
+    assert!(slow.await.expect("join").is_err(), "the call in flight was cut");
+    let logs = env.logs();
+    assert!(logs.contains("second shutdown signal") && logs.contains("told to stop now"), "{logs}");
+}
+
 async fn health(env: &Env) -> HealthClient<tonic::transport::Channel> {
     let channel =
         tonic::transport::Endpoint::from_shared(env.url("")).expect("endpoint").connect().await.expect("connect");
