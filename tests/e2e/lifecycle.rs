@@ -355,6 +355,7 @@ async fn a_rolling_restart_under_load_drops_no_call_for_a_client_that_follows_re
 
     let failures = failures.lock().expect("lock").clone();
     let counts: HashMap<&str, usize> = [("old", served(&old_backend)), ("new", served(&new_backend))].into();
+    eprintln!("rolling restart: calls served {counts:?}, failed {}", failures.len());
     assert!(
         failures.is_empty(),
         "{} failed calls ({counts:?}): {:?}",
