@@ -309,3 +309,11 @@ fn a_loaded_config_is_checked_once_and_any_other_when_it_is_used() {
     assert_eq!(e.to_string(), "invalid config: plugins.deadline_ms must be within 1..=10000");
     assert!(Config::from_yaml("validated: true\n").is_err(), "the marker is not a YAML key");
 }
+
+#[test]
+fn an_admin_scope_needs_something_that_verifies_tokens() {
+    let err = Config::from_yaml("admin: { require_scope: wasmgate:admin }\n").expect_err("nothing verifies a token");
+    assert!(err.to_string().contains("admin.require_scope needs a way to verify bearer tokens"), "{err}");
+    let yaml = "admin: { require_scope: wasmgate:admin }\nauth:\n  gateway_tokens:\n    active_key: v1\n    keys:\n      v1: { value: \"0123456789abcdef0123456789abcdef\" }\n";
+    Config::from_yaml(yaml).expect("gateway tokens verify admin tokens");
+}
