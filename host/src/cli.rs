@@ -69,7 +69,8 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     );
     crate::reload::start(&tasks, gateway.clone(), config_path, cfg.plugins.dir.clone())
         .context("watch the config and plugin folders")?;
-    let served = gateway.serve(listener, shutdown_signal()).await;
+    let (first, second) = shutdown_signals();
+    let served = gateway.serve_until(listener, first, second).await;
     tasks.shutdown(std::time::Duration::from_secs(5)).await;
     telemetry.shutdown().await;
     served?;
@@ -99,6 +100,32 @@ fn warn_about_unlisted_methods(cfg: &Config) {
     }
 }
 
+/// The first SIGINT or SIGTERM (drain), and the second (stop now). Both
+/// listen from their first poll, so no signal falls between them.
+pub fn shutdown_signals() -> (impl Future<Output = ()> + Send, impl Future<Output = ()> + Send) {
+    (shutdown_signal(), second_signal())
+}
+
+/// Resolves on the second SIGINT or SIGTERM.
+async fn second_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return std::future::pending().await;
+        };
+        for _ in 0..2 {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        tracing::warn!("second shutdown signal: not waiting for the drain");
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -119,7 +146,7 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down: draining connections");
+    tracing::info!("shutdown signal received");
 }
 
 /// Limits for the offline plugin commands, as `plugins:` in the config.

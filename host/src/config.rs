@@ -238,6 +238,12 @@ impl Config {
 
     /// The rules that tie one section to another.
     fn validate_across_sections(&self) -> Result<(), ConfigError> {
+        if self.admin.as_ref().is_some_and(|a| a.require_scope.is_some())
+            && self.auth.providers.is_empty()
+            && self.auth.gateway_tokens.is_none()
+        {
+            return Err(AdminConfigError::ScopeWithoutAuthentication.into());
+        }
         match self.routes.iter().find(|r| r.allow_query_token) {
             Some(r) if self.auth.query_parameter.is_none() => {
                 Err(RouteConfigError::QueryTokenWithoutParameter(r.name.clone()).into())

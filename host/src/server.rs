@@ -345,13 +345,24 @@ impl Gateway {
     /// accepting and serving for `drain_delay_ms`, then calls and streams
     /// in flight get `grace_ms` to finish.
     pub async fn serve(&self, listener: Listener, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        self.serve_until(listener, shutdown, std::future::pending()).await
+    }
+
+    /// Like [`Gateway::serve`]; when `abort` resolves (e.g. a second
+    /// signal), the drain is cut short and every connection closes at once.
+    pub async fn serve_until(
+        &self,
+        listener: Listener,
+        shutdown: impl Future<Output = ()> + Send,
+        abort: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
         let cfg = &self.state.shutdown;
         let drain = listener::Drain { delay: cfg.drain_delay(), grace: cfg.grace() };
         let shutdown = async {
             shutdown.await;
             self.begin_drain();
         };
-        listener.serve(self.router(), &self.state.server, drain, shutdown).await
+        listener.serve(self.router(), &self.state.server, drain, shutdown, abort).await
     }
 }
 

@@ -172,6 +172,33 @@ async fn calls_still_running_after_the_grace_period_are_closed() {
     assert!(env.logs().contains("still open after the grace period"), "{}", env.logs());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_cuts_the_drain_short() {
+    let upstream = Upstream::start().await;
+    // A drain that would outlast the test: only the second signal ends it.
+    let mut env = gateway(&upstream, "{ drain_delay_ms: 600000, grace_ms: 600000 }").await;
+    let slow = tokio::spawn(fresh_connections().get(env.url("/up/slow")).send());
+    let started = upstream.slow_started.clone();
+    eventually("the slow call reaches the upstream", &env, Duration::from_secs(10), || {
+        let n = started.load(Ordering::SeqCst);
+        async move { n == 1 }
+    })
+    .await;
+    env.terminate();
+    let c = fresh_connections();
+    eventually("/readyz turns 503", &env, Duration::from_secs(5), || {
+        let req = c.get(env.url("/readyz")).send();
+        async move { req.await.is_ok_and(|r| r.status() == 503) }
+    })
+    .await;
+    env.terminate();
+    let status = env.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "exit status {status}; log:\n{}", env.logs());
+    assert!(slow.await.expect("join").is_err(), "the call in flight was cut");
+    let logs = env.logs();
+    assert!(logs.contains("second shutdown signal") && logs.contains("told to stop now"), "{logs}");
+}
+
 async fn health(env: &Env) -> HealthClient<tonic::transport::Channel> {
     let channel =
         tonic::transport::Endpoint::from_shared(env.url("")).expect("endpoint").connect().await.expect("connect");
@@ -262,12 +289,13 @@ async fn a_rolling_restart_under_load_drops_no_call_for_a_client_that_follows_re
             }
         })
     };
-    // The load: four workers sending to ready backends, round robin, on
-    // keep-alive connections.
-    let workers: Vec<_> = (0..4)
+    // The load: six workers sending to ready backends, round robin, on
+    // keep-alive connections: four over HTTP/1.1, two over HTTP/2 (h2c).
+    let workers: Vec<_> = (0..6)
         .map(|w| {
             let (backends, stop, failures) = (backends.clone(), stop.clone(), failures.clone());
-            let c = reqwest::Client::builder().http1_only().timeout(Duration::from_secs(10)).build().expect("client");
+            let c = reqwest::Client::builder().timeout(Duration::from_secs(10));
+            let c = if w < 4 { c.http1_only() } else { c.http2_prior_knowledge() }.build().expect("client");
             tokio::spawn(async move {
                 let mut i = w;
                 while !stop.load(Ordering::SeqCst) {
@@ -327,6 +355,7 @@ async fn a_rolling_restart_under_load_drops_no_call_for_a_client_that_follows_re
 
     let failures = failures.lock().expect("lock").clone();
     let counts: HashMap<&str, usize> = [("old", served(&old_backend)), ("new", served(&new_backend))].into();
+    eprintln!("rolling restart: calls served {counts:?}, failed {}", failures.len());
     assert!(
         failures.is_empty(),
         "{} failed calls ({counts:?}): {:?}",

@@ -20,6 +20,9 @@ pub enum AdminConfigError {
     /// `require_scope` is empty or not a single scope token.
     #[error("admin.require_scope must be one scope: printable, no spaces, at most 256 bytes")]
     BadScope,
+    /// `require_scope` is set but nothing could verify a token.
+    #[error("admin.require_scope needs a way to verify bearer tokens: an auth.providers entry or auth.gateway_tokens")]
+    ScopeWithoutAuthentication,
 }
 
 /// The `admin:` section.

@@ -14,7 +14,8 @@ fn empty_config_has_safe_defaults() {
 fn the_shipped_example_is_valid() {
     let cfg = Config::from_yaml(include_str!("../../../examples/wasmgate.yaml")).expect("example parses");
     assert_eq!(cfg.auth.providers.len(), 2);
-    assert_eq!(cfg.routes.len(), 3);
+    assert_eq!(cfg.routes.len(), 2);
+    assert!(cfg.admin.as_ref().is_some_and(|a| a.control_listen.is_some() && a.require_scope.is_some()));
     assert!(!format!("{cfg:?}").contains("hunter"), "secrets stay out of Debug");
 }
 
@@ -307,4 +308,12 @@ fn a_loaded_config_is_checked_once_and_any_other_when_it_is_used() {
     let e = raw.ensure_valid().expect_err("checked when used");
     assert_eq!(e.to_string(), "invalid config: plugins.deadline_ms must be within 1..=10000");
     assert!(Config::from_yaml("validated: true\n").is_err(), "the marker is not a YAML key");
+}
+
+#[test]
+fn an_admin_scope_needs_something_that_verifies_tokens() {
+    let err = Config::from_yaml("admin: { require_scope: wasmgate:admin }\n").expect_err("nothing verifies a token");
+    assert!(err.to_string().contains("admin.require_scope needs a way to verify bearer tokens"), "{err}");
+    let yaml = "admin: { require_scope: wasmgate:admin }\nauth:\n  gateway_tokens:\n    active_key: v1\n    keys:\n      v1: { value: \"0123456789abcdef0123456789abcdef\" }\n";
+    Config::from_yaml(yaml).expect("gateway tokens verify admin tokens");
 }

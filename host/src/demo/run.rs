@@ -84,7 +84,8 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "wasmgate".into());
 
     println!("{}", instructions(addr, issuer.issuer(), &socket, &admin, &user, &secret, &exe));
-    let served = gateway.serve(listener, crate::cli::shutdown_signal()).await;
+    let (first, second) = crate::cli::shutdown_signals();
+    let served = gateway.serve_until(listener, first, second).await;
     tasks.shutdown(std::time::Duration::from_secs(5)).await;
     telemetry.shutdown().await;
     served?;

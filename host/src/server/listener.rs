@@ -79,13 +79,15 @@ impl Listener {
         self.tls.is_some()
     }
 
-    /// Serves until `shutdown` resolves, then drains as `drain` says.
+    /// Serves until `shutdown` resolves, then drains as `drain` says;
+    /// when `abort` resolves, every connection closes at once.
     pub(super) async fn serve(
         self,
         router: Router,
         limits: &ServerConfig,
         drain: Drain,
         shutdown: impl Future<Output = ()> + Send,
+        abort: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
         let fd_limit = raise_fd_limit();
         let max = connection_limit(limits.max_connections, fd_limit);
@@ -117,6 +119,8 @@ impl Listener {
             tokio::time::sleep(drain.delay).await;
         };
         tokio::pin!(stop_accepting);
+        tokio::pin!(abort);
+        let mut aborted = false;
         let mut accept_failures = Throttled::new(LOG_EVERY);
         let mut refusals = Throttled::new(LOG_EVERY);
         let mut backoff = ACCEPT_BACKOFF_MIN;
@@ -144,12 +148,20 @@ impl Listener {
                         tokio::select! {
                             () = tokio::time::sleep(backoff) => {}
                             () = &mut stop_accepting => break,
+                            () = &mut abort => {
+                                aborted = true;
+                                break;
+                            }
                         }
                         backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                         continue;
                     }
                 },
                 () = &mut stop_accepting => break,
+                () = &mut abort => {
+                    aborted = true;
+                    break;
+                }
             };
             let slot = match connections.admit() {
                 Admission::Admitted(slot) => slot,
@@ -223,12 +235,26 @@ impl Listener {
             connections.drained().await;
             live.drained().await;
         };
-        if tokio::time::timeout(drain.grace, drained).await.is_err() {
+        // Told to stop now: nothing waits.
+        let finished = !aborted
+            && tokio::select! {
+                r = tokio::time::timeout(drain.grace, drained) => r.is_ok(),
+                () = &mut abort => {
+                    aborted = true;
+                    false
+                }
+            };
+        if !finished {
             tracing::warn!(
                 grace_ms = millis(drain.grace),
                 open = connections.live(),
                 tunnels_and_connections = live.count(),
-                "still open after the grace period; closing them"
+                "{}",
+                if aborted {
+                    "told to stop now; closing every connection"
+                } else {
+                    "still open after the grace period; closing them"
+                }
             );
             stage.send_replace(Stage::Closing);
             // The connection tasks return at once; upgraded tunnels end
