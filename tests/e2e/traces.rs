@@ -300,9 +300,13 @@ async fn otlp_grpc_receives_the_call_its_phases_and_the_upstream_span_in_the_cli
         assert_eq!(header(head, "tracestate"), Some("vendor=1"), "{head}");
     }
     // The decision record carries the trace id.
-    let logs = env.logs();
-    let record = logs.lines().find(|l| l.contains(&first_id) && l.contains("wasmgate::decision"));
-    assert!(record.is_some_and(|l| l.contains(TRACE)), "decision record with trace_id:\n{logs}");
+    let logs = crate::decision_log::logs_when(&env, |l| {
+        crate::decision_log::records(l).iter().any(|r| r["decision_id"] == first_id.as_str())
+    })
+    .await;
+    let records = crate::decision_log::records(&logs);
+    let record = records.iter().find(|r| r["decision_id"] == first_id.as_str());
+    assert!(record.is_some_and(|r| r["trace_id"] == TRACE), "decision record with trace_id:\n{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,6 +455,13 @@ async fn json_log_lines_of_a_call_are_flat_and_carry_its_trace_and_decision_ids(
         .expect("send");
     assert_eq!(r.status(), 503, "{}", gw.logs());
     let id = r.headers().get("x-decision-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    // The record is written beside the response: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !crate::decision_log::records(&gw.logs()).iter().any(|r| r["decision_id"] == id.as_str())
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let logs = gw.logs();
     let lines: Vec<serde_json::Value> = logs
         .lines()
@@ -468,9 +479,10 @@ async fn json_log_lines_of_a_call_are_flat_and_carry_its_trace_and_decision_ids(
     assert_eq!(warning["trace_id"], TRACE, "{warning}");
     assert!(warning.get("fields").is_none() && warning.get("span").is_none(), "{warning}");
     // The decision record: its own ids, once each, flat.
-    let record = lines
+    let records = crate::decision_log::records(&logs);
+    let record = records
         .iter()
-        .find(|l| l["target"] == "wasmgate::decision")
+        .find(|r| r["decision_id"] == id.as_str())
         .unwrap_or_else(|| panic!("no decision record:\n{logs}"));
     assert_eq!(record["decision_id"], id.as_str());
     assert_eq!(record["trace_id"], TRACE);
