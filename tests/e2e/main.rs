@@ -1,6 +1,7 @@
 //! End-to-end tests: the real wasmgate binary, a real OIDC issuer over HTTP,
 //! the real sample driver on a Unix socket, real HTTP and gRPC clients.
 
+mod config_check;
 mod connections;
 mod credentials;
 mod first_hour;
