@@ -29,13 +29,14 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Prints `value` as one pretty JSON document on stdout.
+/// Prints `value` as one pretty JSON document on stdout (a closed pipe,
+/// `| head`, is not an error).
 fn print_json(value: &impl serde::Serialize) {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+    use std::io::Write as _;
+    let text = serde_json::to_string_pretty(value)
         // Only a map with non-string keys fails; none of ours has one.
-        Err(e) => println!("{{\"ok\": false, \"errors\": [{:?}]}}", e.to_string()),
-    }
+        .unwrap_or_else(|e| serde_json::json!({"ok": false, "errors": [e.to_string()]}).to_string());
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// Overrides of scalar settings (`config::overrides`): `--set` and the

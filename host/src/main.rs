@@ -296,6 +296,37 @@ mod tests {
     }
 
     #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_and_config_check_take_overrides() {
+        for args in [
+            &[
+                "wasmgate",
+                "serve",
+                "-c",
+                "g.yaml",
+                "--set",
+                "a.b=1",
+                "--set",
+                "c=2",
+                "--listen",
+                "0.0.0.0:1",
+                "--dry-run",
+            ][..],
+            &["wasmgate", "config", "check", "g.yaml", "--credentials-driver-socket", "/s", "--output", "json"],
+            &["wasmgate", "config", "check", "g.yaml", "--upstream-descriptors", "d.binpb"],
+            &["wasmgate", "token", "mint", "-c", "g.yaml", "--subject", "s", "--output", "json"],
+        ] {
+            let cli = Cli::try_parse_from(args);
+            assert!(cli.is_ok(), "{args:?}: {cli:?}");
+        }
+        assert!(Cli::try_parse_from(["wasmgate", "config", "check", "g.yaml", "--output", "yaml"]).is_err());
+    }
+
+    #[test]
     fn plugin_check_takes_a_cases_file() {
         let cli = Cli::try_parse_from(["wasmgate", "plugin", "check", "x.wasm", "--cases", "x.cases.yaml"]);
         assert!(cli.is_ok(), "{cli:?}");

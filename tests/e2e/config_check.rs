@@ -406,3 +406,58 @@ fn plugin_commands_and_token_mint_print_json() {
     assert_eq!(doc["token"].as_str().map(|t| t.split('.').count()), Some(3), "{doc:#}");
     assert!(doc["jti"].is_string() && doc["exp"].is_number() && doc["kid"].is_string(), "{doc:#}");
 }
+
+/// The names of the components `/admin/plugins` lists, and the generation.
+async fn loaded(admin: std::net::SocketAddr) -> Option<(u64, Vec<String>)> {
+    let r = reqwest::get(format!("http://{admin}/admin/plugins")).await.ok()?;
+    let doc: Value = r.json().await.ok()?;
+    let names = doc["plugins"].as_array()?.iter().filter_map(|p| p["name"].as_str().map(str::to_owned)).collect();
+    Some((doc["generation"].as_u64()?, names))
+}
+
+/// `serve` takes its overrides from flags and the environment, and a reload
+/// that re-reads the file applies them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_overrides_hold_across_a_reload() {
+    let d = Dir::new(|y| y);
+    let (listen, admin) = (support::free_port(), support::free_port());
+    let authz = support::path_str(&support::fixture("misbehaving_authorizer"));
+    let log = d.path("serve.log");
+    let mut child = Command::new(support::bin())
+        .args(["serve", "--config", &d.config(), "--listen", &listen.to_string()])
+        .args(["--set", &format!("policy.authorizer.plugin={authz}")])
+        .env("WASMGATE__ADMIN__LISTEN", admin.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("serve");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(&mut child);
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    // The admin listener exists only because of the environment variable.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let first = loop {
+        if let Some(l) = loaded(admin).await {
+            break l;
+        }
+        assert!(child.0.try_wait().ok().flatten().is_none(), "serve exited; log:\n{}", logs());
+        assert!(std::time::Instant::now() < deadline, "no admin listener on {admin}; log:\n{}", logs());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(first.1.iter().any(|n| n == "misbehaving_authorizer"), "the --set authorizer: {first:?}");
+    assert!(!first.1.iter().any(|n| n == "rbac-authorizer"), "not the file's: {first:?}");
+    assert!(logs().contains(&listen.to_string()), "listens where --listen says; log:\n{}", logs());
+
+    let r = reqwest::Client::new().post(format!("http://{admin}/admin/reload")).send().await.expect("reload");
+    assert_eq!(r.status(), 200, "log:\n{}", logs());
+    let (generation, names) = loaded(admin).await.expect("plugins after reload");
+    assert!(generation > first.0, "a new policy generation: {generation} after {}", first.0);
+    assert!(names.iter().any(|n| n == "misbehaving_authorizer"), "the override holds after reload: {names:?}");
+    assert!(!names.iter().any(|n| n == "rbac-authorizer"), "{names:?}");
+}
