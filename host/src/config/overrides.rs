@@ -320,4 +320,30 @@ mod tests {
         assert_eq!(o.shown_value(), REDACTED);
         assert!(!format!("{o:?}").contains("hunter2"));
     }
+
+    #[test]
+    fn a_loaded_config_gets_its_overrides_checked_and_its_paths_resolved() {
+        use crate::config::{Config, ConfigError};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("gateway.yaml");
+        std::fs::write(&file, "listen: 127.0.0.1:1\n").expect("write");
+        let flags = |f: &[&str]| -> Overrides {
+            Overrides::new([], &f.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).expect("parses")
+        };
+        let cfg = Config::load_with(&file, &flags(&["listen=127.0.0.1:2", "drivers.credentials.socket=c.sock"]))
+            .expect("loads");
+        assert_eq!(cfg.listen.port(), 2);
+        let socket = cfg.drivers.credentials.as_ref().map(|d| d.socket.clone()).expect("a credentials driver");
+        assert!(socket.is_absolute() && socket.ends_with("c.sock"), "relative to the file's folder: {socket:?}");
+
+        let err = Config::load_with(&file, &flags(&["server.typo=1"])).expect_err("unknown key");
+        assert!(matches!(err, ConfigError::OverriddenParse { .. }), "{err:?}");
+        assert!(err.to_string().contains("server.typo") && err.to_string().contains("unknown field `typo`"), "{err}");
+        let err = Config::load_with(&file, &flags(&["plugins.deadline_ms=0"])).expect_err("invalid value");
+        assert!(matches!(err, ConfigError::Policy(_)), "validated like the file: {err:?}");
+        // Without overrides, errors keep their line and column.
+        std::fs::write(&file, "listen: 127.0.0.1:1\ntypo: 1\n").expect("write");
+        let err = Config::load_with(&file, &Overrides::default()).expect_err("unknown key");
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
 }
