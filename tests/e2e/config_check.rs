@@ -388,19 +388,21 @@ fn plugin_commands_and_token_mint_print_json() {
     assert_eq!(doc["results"][1]["name"], "anonymous may configure", "{doc:#}");
     assert!(doc["results"][1]["failure"].is_string(), "{doc:#}");
 
-    // token mint: a key folder, then one document with the token and its ids.
+    // token mint: a key folder, given as serve would get it from the
+    // environment, then one document with the token and its ids.
     let keys = d.path("keys");
     std::fs::create_dir(&keys).expect("keys dir");
     let cfg = d.path("tokens.yaml");
-    std::fs::write(
-        &cfg,
-        format!("auth:\n  gateway_tokens:\n    issuer: wasmgate\n    keys_dir: \"{}\"\n", keys.display()),
-    )
-    .expect("write");
+    std::fs::write(&cfg, "auth:\n  gateway_tokens:\n    issuer: wasmgate\n").expect("write");
     let cfg = support::path_str(&cfg);
-    let (code, _, err) = run(&["keys", "rotate", "--config", &cfg], &[]);
+    let keys = support::path_str(&keys);
+    let env = [("WASMGATE__AUTH__GATEWAY_TOKENS__KEYS_DIR", keys.as_str())];
+    let (code, _, err) = run(&["keys", "rotate", "--config", &cfg], &env);
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = run(&["token", "mint", "--config", &cfg, "--subject", "ci", "--output", "json"], &[]);
+    let mint = ["token", "mint", "--config", &cfg, "--subject", "ci", "--output", "json"];
+    let (code, _, err) = run(&mint, &[]);
+    assert_ne!(code, 0, "without the variable there are no keys: {err}");
+    let (code, out, err) = run(&mint, &env);
     assert_eq!(code, 0, "{err}");
     let doc = json(&out);
     assert_eq!(doc["token"].as_str().map(|t| t.split('.').count()), Some(3), "{doc:#}");

@@ -94,8 +94,11 @@ pub struct RetireArgs {
     version: String,
 }
 
+/// The config as `serve` reads it from the same environment: its
+/// `WASMGATE__…` overrides apply (these commands have no `--set`).
 fn gateway_tokens(config: &Path) -> anyhow::Result<(Config, GatewayTokensConfig)> {
-    let cfg = Config::load(config)?;
+    let overrides = crate::config::Overrides::from_env_and_flags(&[]).map_err(crate::config::ConfigError::from)?;
+    let cfg = Config::load_with(config, &overrides)?;
     let g = cfg
         .auth
         .gateway_tokens
