@@ -222,6 +222,13 @@ pub async fn check(
         let shadow = b.shadow.map(|s| format!(" (shadow {s})")).unwrap_or_default();
         report.pass(format!("binding {} {}", b.role, scope_text(&b.scope)), format!("{}{shadow}", b.plugin));
     }
+    let grpc_routes =
+        cfg.routes.iter().filter(|r| matches!(r.matches, crate::config::RouteMatch::GrpcService(_))).count();
+    if descriptors.is_none() && grpc_routes > 0 {
+        report.warnings.push(format!(
+            "{grpc_routes} gRPC route(s): pass --upstream-descriptors FILE to check every method is classified explicitly"
+        ));
+    }
     if let Some(path) = descriptors {
         match grpc_coverage::services(path) {
             Ok(services) => {
