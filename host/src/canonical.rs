@@ -26,7 +26,7 @@ use std::fmt;
 use serde::Deserialize;
 
 /// What happens to `%2F` (an encoded `/`) and `%5C` (an encoded `\`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EscapedSlashes {
     /// 400, never forwarded (the default): most upstreams decode them into
@@ -45,7 +45,7 @@ pub enum EscapedSlashes {
 }
 
 /// How paths are canonicalized; the defaults are the strict ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PathOptions {
     /// The escaped-slash policy.

@@ -1,6 +1,9 @@
 //! The edges of the command line: `serve`, `plugin check` and `plugin test`;
+//! `config check` in [`config_check`] (gRPC coverage in [`grpc_coverage`]);
 //! gateway tokens and their keys in [`tokens`].
 
+mod config_check;
+mod grpc_coverage;
 mod tokens;
 
 use std::path::Path;
@@ -12,7 +15,98 @@ use crate::config::{Config, PluginsConfig};
 use crate::plugins::{CaseFile, PluginEngine};
 use crate::server::{Gateway, Listener, TlsFiles};
 
+pub use config_check::{Check, CheckArgs, Report, check, config_check};
+pub use grpc_coverage::{Coverage, MethodCoverage};
 pub use tokens::{KeysAction, MintArgs, RevokeArgs, keys, parse_ttl, token_mint, token_revoke};
+
+/// How a command prints its structured result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Lines for people (the default).
+    #[default]
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// Prints `value` as one pretty JSON document on stdout (a closed pipe,
+/// `| head`, is not an error).
+fn print_json(value: &impl serde::Serialize) {
+    use std::io::Write as _;
+    let text = serde_json::to_string_pretty(value)
+        // Only a map with non-string keys fails; none of ours has one.
+        .unwrap_or_else(|e| serde_json::json!({"ok": false, "errors": [e.to_string()]}).to_string());
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+/// Overrides of scalar settings (`config::overrides`): `--set` and the
+/// named flags, which are shorthands for it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OverrideArgs {
+    /// Set a scalar setting, `path.to.key=value` (repeatable; the value is
+    /// read as a YAML scalar). Wins over `WASMGATE__PATH__TO__KEY=value`
+    /// environment variables, which win over the file.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Shorthand for `--set listen=ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Shorthand for `--set admin.listen=ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Shorthand for `--set drivers.credentials.socket=PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub credentials_driver_socket: Option<String>,
+    /// Shorthand for `--set plugins.dir=DIR`.
+    #[arg(long, value_name = "DIR")]
+    pub plugins_dir: Option<String>,
+}
+
+impl OverrideArgs {
+    /// Every flag as `path=value`: the named ones first, then each `--set`
+    /// in order (so a `--set` of the same key wins).
+    pub fn flags(&self) -> Vec<String> {
+        let named = [
+            ("listen", &self.listen),
+            ("admin.listen", &self.admin_listen),
+            ("drivers.credentials.socket", &self.credentials_driver_socket),
+            ("plugins.dir", &self.plugins_dir),
+        ];
+        named
+            .into_iter()
+            .filter_map(|(path, v)| v.as_ref().map(|v| format!("{path}={v}")))
+            .chain(self.set.iter().cloned())
+            .collect()
+    }
+}
+
+/// Options of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The config file.
+    #[arg(long, short, env = "WASMGATE_CONFIG")]
+    pub config: std::path::PathBuf,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+    /// Check the config and its components as `config check` does, print
+    /// the result and exit 0 or 1 without serving.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `wasmgate serve`: installs the overrides (flags and `WASMGATE__…`
+/// variables) for the process, so start and every reload read the same
+/// config, then checks (`--dry-run`) or serves.
+pub async fn serve_with(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let overrides = crate::config::Overrides::from_env_and_flags(&args.overrides.flags());
+    if args.dry_run {
+        let report = check(&args.config, None, overrides).await;
+        report.print(OutputFormat::Text);
+        return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    crate::config::overrides::install(overrides.map_err(crate::config::ConfigError::from)?);
+    serve(&args.config).await
+}
 
 /// An error and its causes on one line, each said once: a cause whose text
 /// is already part of the message before it (`cannot read x: No such file
@@ -36,17 +130,12 @@ pub fn error_text(e: &anyhow::Error) -> String {
 /// `wasmgate serve --config FILE`.
 pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(path)?;
-    if let Some(dir) = cfg.auth.gateway_tokens.as_ref().and_then(|g| g.keys_dir.as_ref())
-        && !dir.exists()
-    {
-        anyhow::bail!(
-            "auth.gateway_tokens.keys_dir {} does not exist; create it with its first key: `wasmgate keys rotate \
-             --config {}`",
-            dir.display(),
-            path.display()
-        );
+    if let Some(why) = missing_keys_dir(&cfg, path) {
+        anyhow::bail!(why);
     }
-    warn_about_unlisted_methods(&cfg);
+    if let Some(w) = unlisted_methods_warning(&cfg) {
+        tracing::warn!("{w}");
+    }
     let telemetry = crate::telemetry::start(&cfg.telemetry)?;
     let gateway = Gateway::new(&cfg).await?;
     // Every background task starts here and stops at the end of `serve`.
@@ -78,26 +167,39 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Why `serve` cannot start with `cfg` (read from `path`): the gateway
+/// token key folder is missing.
+fn missing_keys_dir(cfg: &Config, path: &Path) -> Option<String> {
+    let dir = cfg.auth.gateway_tokens.as_ref().and_then(|g| g.keys_dir.as_ref())?;
+    (!dir.exists()).then(|| {
+        format!(
+            "auth.gateway_tokens.keys_dir {} does not exist; create it with its first key: `wasmgate keys rotate \
+             --config {}`",
+            dir.display(),
+            path.display()
+        )
+    })
+}
+
 /// The embedded classifier without `methods` makes every call `bearer`
 /// requiring its wildcard scope (`wasmgate:all`): a new authorizer that
 /// checks required scopes then only ever sees denials. Said once at start.
-fn warn_about_unlisted_methods(cfg: &Config) {
+fn unlisted_methods_warning(cfg: &Config) -> Option<String> {
     let bare: Vec<(&str, &crate::config::BindingConfig)> = cfg
         .routes
         .iter()
         .map(|r| (r.name.as_str(), r.classifier.as_ref().unwrap_or(&cfg.policy.classifier)))
         .filter(|(_, b)| b.plugin == "builtin:default-classifier" && !b.settings.contains_key("methods"))
         .collect();
-    if let Some((_, first)) = bare.first() {
-        let routes: Vec<&str> = bare.iter().map(|(r, _)| *r).collect();
-        let scope = first.settings.get("wildcard-scope").and_then(|v| v.as_str()).unwrap_or("wasmgate:all");
-        tracing::warn!(
-            routes = %routes.join(","),
-            "the classifier builtin:default-classifier has no `methods`: every call on these routes is `bearer` and \
-             requires the scope {scope:?}, so an authorizer that checks required scopes denies them all; list your \
-             methods in its settings (docs/plugins.md, \"Run it in a gateway\")"
-        );
-    }
+    let (_, first) = bare.first()?;
+    let routes: Vec<&str> = bare.iter().map(|(r, _)| *r).collect();
+    let scope = first.settings.get("wildcard-scope").and_then(|v| v.as_str()).unwrap_or("wasmgate:all");
+    Some(format!(
+        "the classifier builtin:default-classifier has no `methods` (routes {}): every call on these routes is \
+         `bearer` and requires the scope {scope:?}, so an authorizer that checks required scopes denies them all; \
+         list your methods in its settings (docs/plugins.md, \"Run it in a gateway\")",
+        routes.join(",")
+    ))
 }
 
 /// The first SIGINT or SIGTERM (drain), and the second (stop now). Both
@@ -173,41 +275,80 @@ impl PluginLimits {
 /// `wasmgate plugin check FILE [--cases CASES]`: exit 0 with the WIT
 /// package, the exports and the golden cases found (`--cases`, else
 /// `NAME.cases.yaml` beside the `.wasm` or beside the crate), or exit 1 and
-/// why it cannot be used.
-pub async fn plugin_check(file: &Path, cases: Option<&Path>, limits: PluginLimits) -> anyhow::Result<ExitCode> {
+/// why it cannot be used. `--output json` prints the same as one document
+/// (`ok`, `file`, `wit`, `sha256`, `size`, `exports`, `cases`, `errors`).
+pub async fn plugin_check(
+    file: &Path,
+    cases: Option<&Path>,
+    limits: PluginLimits,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
     let engine = limits.engine()?;
-    match engine.load_file(file).await {
-        Ok(plugin) => {
-            println!("{}: usable policy component", file.display());
-            println!("  wit:     {}", crate::plugins::WIT_PACKAGE);
-            println!("  sha256:  {}", plugin.sha256());
-            println!("  size:    {} bytes", std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
-            println!("  exports: {}", plugin.exports());
-            for iface in plugin.exports().iter() {
-                println!("    - {}", iface.wit_name());
-            }
-            match find_cases(file, cases) {
-                Ok(Some(c)) => {
-                    println!(
-                        "  golden cases: {} in {} (run them with `wasmgate plugin test`)",
-                        c.len(),
-                        c.path().display()
-                    );
-                    print_warnings(&c);
-                }
-                Ok(None) => println!("  golden cases: none ({})", not_found(file)),
-                Err(e) => {
-                    println!("  golden cases: {e}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+    let text = output == OutputFormat::Text;
+    let mut doc = serde_json::json!({"ok": false, "file": file.display().to_string(), "errors": []});
+    let plugin = match engine.load_file(file).await {
+        Ok(plugin) => plugin,
         Err(e) => {
-            println!("{}: cannot be used: {e}", file.display());
-            Ok(ExitCode::FAILURE)
+            if text {
+                println!("{}: cannot be used: {e}", file.display());
+            } else {
+                doc["errors"] = serde_json::json!([format!("cannot be used: {e}")]);
+                print_json(&doc);
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let exports: Vec<&str> = plugin.exports().iter().map(|i| i.wit_name()).collect();
+    if text {
+        println!("{}: usable policy component", file.display());
+        println!("  wit:     {}", crate::plugins::WIT_PACKAGE);
+        println!("  sha256:  {}", plugin.sha256());
+        println!("  size:    {size} bytes");
+        println!("  exports: {}", plugin.exports());
+        for iface in &exports {
+            println!("    - {iface}");
         }
     }
+    doc["wit"] = crate::plugins::WIT_PACKAGE.into();
+    doc["sha256"] = plugin.sha256().into();
+    doc["size"] = size.into();
+    doc["exports"] = exports.into();
+    let code = match find_cases(file, cases) {
+        Ok(Some(c)) => {
+            if text {
+                println!(
+                    "  golden cases: {} in {} (run them with `wasmgate plugin test`)",
+                    c.len(),
+                    c.path().display()
+                );
+                print_warnings(&c);
+            }
+            doc["cases"] = serde_json::json!({
+                "count": c.len(), "file": c.path().display().to_string(), "warnings": c.warnings(),
+            });
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            if text {
+                println!("  golden cases: none ({})", not_found(file));
+            }
+            doc["cases"] = serde_json::Value::Null;
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if text {
+                println!("  golden cases: {e}");
+            }
+            doc["errors"] = serde_json::json!([format!("golden cases: {e}")]);
+            ExitCode::FAILURE
+        }
+    };
+    if !text {
+        doc["ok"] = (code == ExitCode::SUCCESS).into();
+        print_json(&doc);
+    }
+    Ok(code)
 }
 
 /// `--cases`, or the first cases file found for `file`.
@@ -233,31 +374,62 @@ fn print_warnings(cases: &CaseFile) {
 /// `wasmgate plugin test FILE [--cases CASES]`: runs the golden cases
 /// (`--cases`, else `NAME.cases.yaml` beside the `.wasm` or beside the
 /// crate) and exits 1 if any case fails, none are found, or the component
-/// cannot be loaded.
-pub async fn plugin_test(file: &Path, cases: Option<&Path>, limits: PluginLimits) -> anyhow::Result<ExitCode> {
+/// cannot be loaded. `--output json` prints one document (`ok`, `file`,
+/// `cases_file`, `passed`, `failed`, `results`: `name`, `ok`, `failure`).
+pub async fn plugin_test(
+    file: &Path,
+    cases: Option<&Path>,
+    limits: PluginLimits,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
     let Some(cases) = find_cases(file, cases)? else {
         anyhow::bail!("no golden cases for {} ({})", file.display(), not_found(file));
     };
+    let text = output == OutputFormat::Text;
     let cases_path = cases.path().to_owned();
     let engine = limits.engine()?;
     let plugin = match engine.load_file(file).await {
         Ok(p) => p,
         Err(e) => {
-            println!("{}: cannot be used: {e}", file.display());
+            if text {
+                println!("{}: cannot be used: {e}", file.display());
+            } else {
+                print_json(&serde_json::json!({
+                    "ok": false, "file": file.display().to_string(), "errors": [format!("cannot be used: {e}")],
+                }));
+            }
             return Ok(ExitCode::FAILURE);
         }
     };
-    println!("{} ({}) against {}", file.display(), plugin.exports(), cases_path.display());
-    print_warnings(&cases);
+    if text {
+        println!("{} ({}) against {}", file.display(), plugin.exports(), cases_path.display());
+        print_warnings(&cases);
+    }
     let started = std::time::Instant::now();
     let results = cases.run(&engine, &plugin).await;
     let failed = results.iter().filter(|r| r.failure.is_some()).count();
-    for r in &results {
-        match &r.failure {
-            None => println!("  ok    {}", r.name),
-            Some(why) => println!("  FAIL  {}: {why}", r.name),
+    if text {
+        for r in &results {
+            match &r.failure {
+                None => println!("  ok    {}", r.name),
+                Some(why) => println!("  FAIL  {}: {why}", r.name),
+            }
         }
+        println!("{} passed, {failed} failed ({} ms)", results.len() - failed, started.elapsed().as_millis());
+    } else {
+        let list: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| serde_json::json!({"name": r.name, "ok": r.failure.is_none(), "failure": r.failure}))
+            .collect();
+        print_json(&serde_json::json!({
+            "ok": failed == 0,
+            "file": file.display().to_string(),
+            "cases_file": cases_path.display().to_string(),
+            "warnings": cases.warnings(),
+            "passed": results.len() - failed,
+            "failed": failed,
+            "results": list,
+        }));
     }
-    println!("{} passed, {failed} failed ({} ms)", results.len() - failed, started.elapsed().as_millis());
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -17,10 +17,12 @@ mod auth;
 mod decision_log;
 mod drivers;
 mod login;
+pub mod overrides;
 pub mod paths;
 mod policy;
 mod requests;
 mod routes;
+mod schema;
 mod secret;
 mod server;
 mod shutdown;
@@ -38,11 +40,13 @@ pub use decision_log::{
 };
 pub use drivers::{CredentialCacheConfig, DriverConfig, DriversConfig, DriversConfigError, RetryConfig};
 pub use login::{LoginConfig, LoginConfigError, WELL_KNOWN_PATH as LOGIN_WELL_KNOWN_PATH};
+pub use overrides::{OverrideError, Overrides};
 pub use policy::{BindingConfig, PluginsConfig, PolicyConfig, PolicyConfigError, ShadowConfig, TenantPolicyConfig};
 pub use requests::{
     EscapedSlashes, PathOptions, RequestsConfig, RequestsConfigError, RoutePathOptions, TrustedProxies,
 };
 pub use routes::{RouteConfig, RouteConfigError, RouteMatch, UpstreamHost, UpstreamProtocol};
+pub use schema::schema;
 pub use secret::{SecretError, SecretSource, SecretValue};
 pub use server::{Http1Config, Http2Config, ServerConfig, ServerConfigError, TlsConfig};
 pub use shutdown::{ShutdownConfig, ShutdownConfigError};
@@ -67,6 +71,17 @@ pub enum ConfigError {
     /// checks itself while it is read, is refused).
     #[error("invalid config: {0}")]
     Parse(serde_norway::Error),
+    /// An override (`--set`, `WASMGATE__…`) cannot be applied.
+    #[error("invalid config: {0}")]
+    Override(OverrideError),
+    /// The file with its overrides applied is malformed or has unknown keys.
+    #[error("invalid config with the overrides {overrides}: {source}")]
+    OverriddenParse {
+        /// The overridden paths, comma-separated.
+        overrides: String,
+        /// Why.
+        source: serde_norway::Error,
+    },
     /// `server:` is refused.
     #[error("invalid config: {0}")]
     Server(ServerConfigError),
@@ -126,10 +141,11 @@ from_section_errors!(
     Telemetry(TelemetryConfigError),
     Admin(AdminConfigError),
     Shutdown(ShutdownConfigError),
+    Override(OverrideError),
 );
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address of the main listener (HTTP/1.1 and HTTP/2, TLS if `tls` is set).
@@ -153,6 +169,7 @@ pub struct Config {
     /// (Enums such as secret sources are written as one-key maps:
     /// `{file: /path}`.)
     #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
+    #[schemars(with = "AuthConfig", skip_serializing)]
     pub auth: AuthConfig,
     /// Policy components and their limits.
     #[serde(default)]
@@ -162,9 +179,11 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Routes, tried in order; the first match wins.
     #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
+    #[schemars(with = "Vec<RouteConfig>", skip_serializing)]
     pub routes: Vec<RouteConfig>,
     /// Drivers on Unix sockets (credentials); see `docs/drivers.md`.
     #[serde(default, deserialize_with = "DriversConfig::deserialize_checked")]
+    #[schemars(with = "DriversConfig")]
     pub drivers: DriversConfig,
     /// What `wasmgate login` uses, served at `/.well-known/wasmgate-login`;
     /// that path answers 404 when absent.
@@ -176,6 +195,7 @@ pub struct Config {
     /// Where each call's decision record goes and what it shows; JSON lines
     /// on stderr when absent.
     #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
+    #[schemars(with = "DecisionLogConfig", skip_serializing)]
     pub decision_log: DecisionLogConfig,
     /// OpenTelemetry traces (OTLP); off when absent. Read at start only.
     #[serde(default)]
@@ -191,21 +211,58 @@ pub struct Config {
     validated: bool,
 }
 
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
 impl Config {
-    /// Reads and checks a YAML config file. Every relative path in it is
-    /// resolved against the file's folder and made absolute (see [`paths`]);
-    /// relative component paths resolve against `plugins.dir`, which
-    /// defaults to that folder.
+    /// Reads and checks a YAML config file, with the process's installed
+    /// overrides applied ([`overrides::install`]; none unless `serve`
+    /// installed them). Every relative path in it is resolved against the
+    /// file's folder and made absolute (see [`paths`]); relative component
+    /// paths resolve against `plugins.dir`, which defaults to that folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut cfg = Self::from_yaml(&text)?;
+        Self::load_with(path, overrides::installed())
+    }
+
+    /// [`Config::load`] with `overrides` instead of the installed ones.
+    pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let text = read(path)?;
+        let mut cfg = if overrides.is_empty() {
+            // Straight from the text: errors keep their line and column.
+            Self::from_yaml(&text)?
+        } else {
+            Self::from_tree(Self::merge(&text, overrides)?, overrides)?
+        };
         // Every path absolute once, against the file's canonical folder.
         paths::resolve(&mut cfg, &paths::base_dir(path));
+        Ok(cfg)
+    }
+
+    /// The YAML tree of the file with `overrides` applied, before it is
+    /// deserialized (what `config check` shows, redacted).
+    pub fn merged_tree(path: &Path, overrides: &Overrides) -> Result<serde_norway::Value, ConfigError> {
+        Self::merge(&read(path)?, overrides)
+    }
+
+    fn merge(text: &str, overrides: &Overrides) -> Result<serde_norway::Value, ConfigError> {
+        let mut tree: serde_norway::Value = serde_norway::from_str(text).map_err(ConfigError::Parse)?;
+        tree.apply_merge().map_err(ConfigError::Parse)?;
+        overrides.apply(&mut tree)?;
+        Ok(tree)
+    }
+
+    fn from_tree(tree: serde_norway::Value, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut cfg: Self = serde_norway::from_value(tree).map_err(|source| ConfigError::OverriddenParse {
+            overrides: overrides.iter().map(|o| o.path()).collect::<Vec<_>>().join(", "),
+            source,
+        })?;
+        cfg.validate()?;
+        cfg.validated = true;
         Ok(cfg)
     }
 

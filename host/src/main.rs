@@ -29,11 +29,19 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve with a YAML config file.
-    Serve {
-        /// The config file.
-        #[arg(long, short, env = "WASMGATE_CONFIG")]
-        config: PathBuf,
+    /// Serve with a YAML config file (`--set` and WASMGATE__PATH__TO__KEY
+    /// override its scalar settings; `--dry-run` only checks it).
+    Serve(wasmgate::cli::ServeArgs),
+    /// Check a config file, or print the config's JSON Schema.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Shell completions (bash, zsh, fish, elvish, powershell) or the man
+    /// page (`man`), on stdout.
+    Completions {
+        /// The shell, or `man` for a roff man page.
+        target: CompletionTarget,
     },
     /// Run a self-contained demo on loopback: a development OIDC issuer, the
     /// sample sandbox driver and the embedded default components.
@@ -70,6 +78,29 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Parse and validate a config, compile and check every component as
+    /// `serve` would, run their golden cases and (with
+    /// `--upstream-descriptors`) check every routed gRPC method is
+    /// classified explicitly; exits 0 or 1.
+    Check(wasmgate::cli::CheckArgs),
+    /// Print the JSON Schema of the config file (docs/config.schema.json).
+    Schema,
+}
+
+/// What `wasmgate completions` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CompletionTarget {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+    /// The man page (roff), e.g. `wasmgate completions man > wasmgate.1`.
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
 enum TokenAction {
     /// Print a valid access token for a gateway, renewing it if needed.
     Print(wasmgate::login::cli::TokenPrintArgs),
@@ -100,6 +131,9 @@ enum PluginAction {
         cases: Option<PathBuf>,
         #[command(flatten)]
         limits: Limits,
+        /// Text, or one JSON document.
+        #[arg(long, value_enum, default_value = "text")]
+        output: wasmgate::cli::OutputFormat,
     },
     /// Run a component's golden cases; exits non-zero on any mismatch.
     Test {
@@ -111,6 +145,9 @@ enum PluginAction {
         cases: Option<PathBuf>,
         #[command(flatten)]
         limits: Limits,
+        /// Text, or one JSON document.
+        #[arg(long, value_enum, default_value = "text")]
+        output: wasmgate::cli::OutputFormat,
     },
 }
 
@@ -131,8 +168,49 @@ impl From<Limits> for wasmgate::cli::PluginLimits {
     }
 }
 
+/// Prints completions or the man page; no runtime or logging needed.
+fn completions(target: CompletionTarget) -> ExitCode {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    let mut cmd = Cli::command();
+    let shell = match target {
+        CompletionTarget::Bash => Shell::Bash,
+        CompletionTarget::Zsh => Shell::Zsh,
+        CompletionTarget::Fish => Shell::Fish,
+        CompletionTarget::Elvish => Shell::Elvish,
+        CompletionTarget::Powershell => Shell::PowerShell,
+        CompletionTarget::Man => {
+            return match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the man page: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    clap_complete::generate(shell, &mut cmd, "wasmgate", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command {
+        Command::Completions { target } => return completions(target),
+        Command::Config { action: ConfigAction::Schema } => {
+            return match serde_json::to_string_pretty(&wasmgate::config::schema()) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     init_logging(&cli.log, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -143,15 +221,18 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config } => wasmgate::cli::serve(&config).await,
+            Command::Serve(args) => wasmgate::cli::serve_with(args).await,
+            Command::Config { action: ConfigAction::Check(args) } => wasmgate::cli::config_check(args).await,
+            // Answered above, before the runtime.
+            Command::Config { action: ConfigAction::Schema } | Command::Completions { .. } => Ok(ExitCode::SUCCESS),
             Command::Demo { listen, action: None } => wasmgate::demo::run(listen).await,
             Command::Demo { action: Some(DemoAction::Call(args)), .. } => wasmgate::demo::call(args).await,
             Command::DevIssuer(args) => wasmgate::demo::dev_issuer(args).await,
-            Command::Plugin { action: PluginAction::Check { file, cases, limits } } => {
-                wasmgate::cli::plugin_check(&file, cases.as_deref(), limits.into()).await
+            Command::Plugin { action: PluginAction::Check { file, cases, limits, output } } => {
+                wasmgate::cli::plugin_check(&file, cases.as_deref(), limits.into(), output).await
             }
-            Command::Plugin { action: PluginAction::Test { file, cases, limits } } => {
-                wasmgate::cli::plugin_test(&file, cases.as_deref(), limits.into()).await
+            Command::Plugin { action: PluginAction::Test { file, cases, limits, output } } => {
+                wasmgate::cli::plugin_test(&file, cases.as_deref(), limits.into(), output).await
             }
             Command::Login(args) => wasmgate::login::cli::login(args).await,
             Command::Token { action: TokenAction::Print(args) } => wasmgate::login::cli::token_print(args).await,
@@ -208,6 +289,37 @@ mod tests {
         ] {
             assert!(help.contains(what), "{what} missing from dev-issuer --help:\n{help}");
         }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_and_config_check_take_overrides() {
+        for args in [
+            &[
+                "wasmgate",
+                "serve",
+                "-c",
+                "g.yaml",
+                "--set",
+                "a.b=1",
+                "--set",
+                "c=2",
+                "--listen",
+                "0.0.0.0:1",
+                "--dry-run",
+            ][..],
+            &["wasmgate", "config", "check", "g.yaml", "--credentials-driver-socket", "/s", "--output", "json"],
+            &["wasmgate", "config", "check", "g.yaml", "--upstream-descriptors", "d.binpb"],
+            &["wasmgate", "token", "mint", "-c", "g.yaml", "--subject", "s", "--output", "json"],
+        ] {
+            let cli = Cli::try_parse_from(args);
+            assert!(cli.is_ok(), "{args:?}: {cli:?}");
+        }
+        assert!(Cli::try_parse_from(["wasmgate", "config", "check", "g.yaml", "--output", "yaml"]).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the real sample driver on a Unix socket, real HTTP and gRPC clients.
 
 mod admin;
+mod config_check;
 mod connections;
 mod credentials;
 mod decision_log;

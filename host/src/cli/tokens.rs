@@ -43,6 +43,10 @@ pub struct MintArgs {
     /// Lifetime: `90d`, `12h`, `30m`, `3600s` or seconds (at most 366 days).
     #[arg(long, default_value = "90d", value_parser = parse_ttl)]
     ttl: Duration,
+    /// `text`: the token on stdout, its kid, jti and expiry on stderr;
+    /// `json`: one document `{token, kid, jti, exp}` on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    output: super::OutputFormat,
 }
 
 /// Options of `token revoke`.
@@ -90,8 +94,11 @@ pub struct RetireArgs {
     version: String,
 }
 
+/// The config as `serve` reads it from the same environment: its
+/// `WASMGATE__…` overrides apply (these commands have no `--set`).
 fn gateway_tokens(config: &Path) -> anyhow::Result<(Config, GatewayTokensConfig)> {
-    let cfg = Config::load(config)?;
+    let overrides = crate::config::Overrides::from_env_and_flags(&[]).map_err(crate::config::ConfigError::from)?;
+    let cfg = Config::load_with(config, &overrides)?;
     let g = cfg
         .auth
         .gateway_tokens
@@ -184,12 +191,17 @@ pub fn token_mint(a: MintArgs) -> anyhow::Result<ExitCode> {
     let token = tokens.mint(&req)?;
     let parsed = crate::jose::parse(&token).context("parse the minted token")?;
     let claim = |n: &str| parsed.claims.get(n).map(ToString::to_string).unwrap_or_default();
-    eprintln!(
-        "kid={} jti={} exp={}",
-        parsed.header.kid.as_deref().unwrap_or_default(),
-        claim("jti").trim_matches('"'),
-        claim("exp")
-    );
+    let kid = parsed.header.kid.as_deref().unwrap_or_default();
+    if a.output == super::OutputFormat::Json {
+        super::print_json(&serde_json::json!({
+            "token": token,
+            "kid": kid,
+            "jti": parsed.claims.get("jti"),
+            "exp": parsed.claims.get("exp"),
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("kid={kid} jti={} exp={}", claim("jti").trim_matches('"'), claim("exp"));
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }

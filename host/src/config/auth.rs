@@ -72,7 +72,7 @@ pub enum AuthConfigError {
 }
 
 /// Client-sent identity headers to strip.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityHeadersConfig {
     /// Every request header starting with this prefix is removed (compared
@@ -109,7 +109,7 @@ impl IdentityHeadersConfig {
 }
 
 /// Authentication settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// The sandbox secret, if sandbox-secret methods are used.
@@ -180,7 +180,7 @@ impl AuthConfig {
 
 /// The gateway's own HMAC tokens. Keys come either inline (`active_key` and
 /// `keys`) or from `keys_dir`, never both.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayTokensConfig {
     /// The `iss` of gateway tokens; must differ from every provider's issuer.

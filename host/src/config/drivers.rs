@@ -31,7 +31,7 @@ pub enum DriversConfigError {
 }
 
 /// All drivers. Every key is optional; an absent driver is not used.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DriversConfig {
     /// The credentials driver (`credentials.v1.CredentialsDriver`).
@@ -48,7 +48,7 @@ pub struct DriversConfig {
 }
 
 /// One driver on a Unix socket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DriverConfig {
     /// The driver's Unix socket.
@@ -70,7 +70,7 @@ pub struct DriverConfig {
 /// Connect retry and back-off: `attempts` tries at start-up, the first
 /// retry after `interval_ms`, doubling up to `max_backoff_ms` (also the pace of
 /// background reconnects while the driver stays down).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Attempts before start-up gives up waiting (background retries go on).
@@ -95,7 +95,7 @@ impl Default for RetryConfig {
 }
 
 /// How resolved credentials are cached by the gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialCacheConfig {
     /// A credential is not used once it is this close to its expiry.

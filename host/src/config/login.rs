@@ -33,7 +33,7 @@ pub enum LoginConfigError {
 pub const WELL_KNOWN_PATH: &str = "/.well-known/wasmgate-login";
 
 /// The `login:` section, served as JSON at [`WELL_KNOWN_PATH`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginConfig {
     /// The OIDC issuer; the CLI discovers the endpoints from

@@ -27,7 +27,7 @@ pub enum PolicyConfigError {
 }
 
 /// Limits and sources of policy components.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
     /// Folder that relative component paths are resolved against.
@@ -83,7 +83,7 @@ impl PluginsConfig {
 }
 
 /// Which component serves a role, and its settings.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindingConfig {
     /// `builtin:NAME` for an embedded default component, or a path to a
@@ -115,7 +115,7 @@ impl BindingConfig {
 }
 
 /// The shadow of a binding.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowConfig {
     /// `builtin:NAME` or a component path, as for the binding itself.
@@ -129,7 +129,7 @@ pub struct ShadowConfig {
 /// The tenant is the one the claims-mapper (or a gateway token) assigned
 /// to the principal; calls without a principal or tenant use the global
 /// bindings.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPolicyConfig {
     /// The authorizer for this tenant's principals.
@@ -141,7 +141,7 @@ pub struct TenantPolicyConfig {
 }
 
 /// The global policy bindings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// The default classifier (routes may override it).

@@ -21,7 +21,7 @@ pub enum RequestsConfigError {
 }
 
 /// Request hardening.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RequestsConfig {
     /// Path canonicalization for every route (routes may override it).
@@ -66,7 +66,7 @@ impl RequestsConfig {
 }
 
 /// Per-route overrides of `requests.paths`.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoutePathOptions {
     /// Overrides `requests.paths.escaped_slashes`.

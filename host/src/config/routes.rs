@@ -52,7 +52,7 @@ pub enum RouteConfigError {
 }
 
 /// One route: which calls it matches and where they go.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// The route's name (logs, metrics, policy input).
@@ -121,7 +121,7 @@ fn default_upstream_connections() -> usize {
 }
 
 /// Which authority an upstream receives as `Host` (HTTP/1.1).
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamHost {
     /// The upstream's own `host:port` (nginx's `proxy_pass` default); the
@@ -134,7 +134,7 @@ pub enum UpstreamHost {
 }
 
 /// How a route matches calls.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum RouteMatch {
     /// A gRPC service by full name, e.g. `sandbox.v1.SandboxService`.
@@ -144,7 +144,7 @@ pub enum RouteMatch {
 }
 
 /// The protocol spoken to an upstream.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
     /// HTTP/1.1.

@@ -24,7 +24,7 @@ pub enum SecretError {
 
 /// Where a secret comes from. Prefer `file` (a mounted Kubernetes Secret) or
 /// `env`; `value` is for development only.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum SecretSource {
     /// The contents of a file (one trailing newline is removed).

@@ -26,7 +26,7 @@ pub struct ServerConfigError {
 
 /// The `tls:` section: certificate and key of the main listener (PEM
 /// files); cleartext (with h2c) when absent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Certificate chain, PEM.
@@ -36,7 +36,7 @@ pub struct TlsConfig {
 }
 
 /// The `server:` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Client connections open at once, at most (lowered at start to half
@@ -67,7 +67,7 @@ impl Default for ServerConfig {
 }
 
 /// HTTP/1.1 limits.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http1Config {
     /// Largest request head (request line and header section, line ends
@@ -111,7 +111,7 @@ impl Http1Config {
 }
 
 /// HTTP/2 limits.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http2Config {
     /// Streams a client may have open at once on one connection

@@ -10,7 +10,7 @@ use super::AuthConfigError;
 use crate::config::BindingConfig;
 
 /// One OIDC identity provider.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// A short name used in logs, metrics and bindings.
@@ -50,7 +50,7 @@ fn default_algorithms() -> Vec<String> {
 }
 
 /// JWKS caching and refresh.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwksConfig {
     /// Background refresh interval, seconds (shortened by `Cache-Control: max-age`, never below the cooldown).
