@@ -6,7 +6,7 @@
 //! conventions), and labels whose values come from bounded sets: config
 //! names (route, provider, driver), fixed enums (kind, result, status
 //! class), never paths, subjects, tenants or token ids. The reference is
-//! `docs/observability.d/20-metrics.md`; `tests.rs` checks every family
+//! `docs/observability.md` ("Metrics"); `tests.rs` checks every family
 //! against these rules.
 
 use std::sync::OnceLock;
