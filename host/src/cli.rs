@@ -146,6 +146,10 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     // The folder canonical, the name kept: the file may be a symlink that
     // a ConfigMap update swaps (`gateway.yaml -> ..data/gateway.yaml`).
     let config_path = crate::config::paths::config_file(path);
+    // Reload first: it remembers the config it started with, which a
+    // reload from the admin listener compares against.
+    crate::reload::start(&tasks, gateway.clone(), config_path.clone(), cfg.plugins.dir.clone())
+        .context("watch the config and plugin folders")?;
     if let Some(admin) = &cfg.admin {
         crate::admin::start(admin, &tasks, gateway.clone(), config_path.clone()).await?;
     }
@@ -156,8 +160,6 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         providers = cfg.auth.providers.len(),
         "wasmgate serving"
     );
-    crate::reload::start(&tasks, gateway.clone(), config_path, cfg.plugins.dir.clone())
-        .context("watch the config and plugin folders")?;
     let (first, second) = shutdown_signals();
     let served = gateway.serve_until(listener, first, second).await;
     tasks.shutdown(std::time::Duration::from_secs(5)).await;
