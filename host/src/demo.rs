@@ -57,7 +57,6 @@ policy:
     settings:
       wildcard-scope: "sandbox:all"
       methods:
-        - {{ match: "/grpc.health.v1.Health/*", class: unauthenticated }}
         - {{ match: "/v1/healthz", class: unauthenticated }}
         - {{ match: "/sandbox.v1.SandboxService/GetCaller", class: dual-auth, scopes: [sandbox.read] }}
         - {{ match: "/sandbox.v1.SandboxService/GetSandbox", class: dual-auth, scopes: [sandbox.read] }}
@@ -82,9 +81,6 @@ policy:
 routes:
   - name: sandbox-grpc
     match: {{ grpc_service: sandbox.v1.SandboxService }}
-    upstream: "unix://{sock}"
-  - name: health-grpc
-    match: {{ grpc_service: grpc.health.v1.Health }}
     upstream: "unix://{sock}"
   - name: sandbox-rest
     match: {{ path_prefix: /v1 }}

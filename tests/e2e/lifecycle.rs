@@ -212,9 +212,15 @@ fn check(service: &str) -> HealthCheckRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_health_is_served_by_the_gateway_and_turns_not_serving_at_sigterm() {
     let upstream = Upstream::start().await;
-    // The demo config routes grpc.health.v1.Health to the driver: the
-    // gateway's own service comes first and knows `wasmgate`.
-    let mut env = gateway(&upstream, "{ drain_delay_ms: 3000, grace_ms: 5000 }").await;
+    // A route for grpc.health.v1.Health to the upstream: the gateway's own
+    // service comes first, knows `wasmgate`, and says so at start.
+    let port = upstream.port;
+    let mut env = support::start(move |y| {
+        format!(
+            "shutdown: {{ drain_delay_ms: 3000, grace_ms: 5000 }}\n{y}  - name: health-grpc\n    match: {{ grpc_service: grpc.health.v1.Health }}\n    upstream: \"http://127.0.0.1:{port}\"\n"
+        )
+    })
+    .await;
     let mut client = health(&env).await;
     for service in ["", "wasmgate"] {
         let r = client.check(check(service)).await.expect("check").into_inner();
