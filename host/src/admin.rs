@@ -178,6 +178,7 @@ fn status(gateway: &Gateway) -> serde_json::Value {
         "generation": gateway.policy().generation(),
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": gateway.uptime().as_secs(),
+        "workers": tokio::runtime::Handle::current().metrics().num_workers(),
         "reload": gateway.reload_status(),
     })
 }

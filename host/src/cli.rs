@@ -108,6 +108,15 @@ pub async fn serve_with(args: ServeArgs) -> anyhow::Result<ExitCode> {
     serve(&args.config).await
 }
 
+/// The async runtime's worker threads for `serve`: `workers:` from the
+/// config with its overrides, or `None` for the default (the available
+/// parallelism). A config that cannot be read gives `None` here; `serve`
+/// then reports why.
+pub fn serve_workers(args: &ServeArgs) -> Option<usize> {
+    let overrides = crate::config::Overrides::from_env_and_flags(&args.overrides.flags()).ok()?;
+    Config::load_with(&args.config, &overrides).ok()?.workers
+}
+
 /// An error and its causes on one line, each said once: a cause whose text
 /// is already part of the message before it (`cannot read x: No such file
 /// or directory (os error 2)` caused by `No such file or directory (os

@@ -103,6 +103,9 @@ pub enum ConfigError {
     /// A secret cannot be read from its source.
     #[error("invalid config: {0}")]
     Secret(SecretError),
+    /// `workers` is out of range.
+    #[error("invalid config: workers must be 1 to {MAX_WORKERS}, not {0}")]
+    Workers(usize),
     /// `decision_log:` is refused.
     #[error("invalid config: {0}")]
     DecisionLog(DecisionLogConfigError),
@@ -144,10 +147,18 @@ from_section_errors!(
     Override(OverrideError),
 );
 
+/// The most `workers` a config may ask for.
+pub const MAX_WORKERS: usize = 1024;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The async runtime's worker threads (1–1024), like Envoy's
+    /// `--concurrency` and HAProxy's `nbthread`; the available parallelism
+    /// when absent. Read at start.
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// Address of the main listener (HTTP/1.1 and HTTP/2, TLS if `tls` is set).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
@@ -295,6 +306,11 @@ impl Config {
 
     /// The rules that tie one section to another.
     fn validate_across_sections(&self) -> Result<(), ConfigError> {
+        if let Some(n) = self.workers
+            && !(1..=MAX_WORKERS).contains(&n)
+        {
+            return Err(ConfigError::Workers(n));
+        }
         if self.admin.as_ref().is_some_and(|a| a.require_scope.is_some())
             && self.auth.providers.is_empty()
             && self.auth.gateway_tokens.is_none()

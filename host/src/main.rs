@@ -212,7 +212,15 @@ fn main() -> ExitCode {
         _ => {}
     }
     init_logging(&cli.log, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // `workers:` sets the worker threads of `serve` (the runtime is built
+    // before the config is served, so it is read here first).
+    if let Command::Serve(args) = &cli.command
+        && let Some(n) = wasmgate::cli::serve_workers(args)
+    {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

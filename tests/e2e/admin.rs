@@ -115,3 +115,14 @@ fn the_same_address_for_both_admin_listeners_is_refused_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("admin.control_listen must differ from admin.listen"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sets_the_runtime_threads_and_status_shows_them() {
+    for workers in [1, 3] {
+        let listen = free_port();
+        let env = support::start(|y| format!("workers: {workers}\nadmin: {{ listen: \"{listen}\" }}\n{y}")).await;
+        let status: serde_json::Value =
+            reqwest::get(format!("http://{listen}/admin/status")).await.expect("status").json().await.expect("json");
+        assert_eq!(status["workers"], workers, "{status}\n{}", env.logs());
+    }
+}

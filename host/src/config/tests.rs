@@ -317,3 +317,16 @@ fn an_admin_scope_needs_something_that_verifies_tokens() {
     let yaml = "admin: { require_scope: wasmgate:admin }\nauth:\n  gateway_tokens:\n    active_key: v1\n    keys:\n      v1: { value: \"0123456789abcdef0123456789abcdef\" }\n";
     Config::from_yaml(yaml).expect("gateway tokens verify admin tokens");
 }
+
+#[test]
+fn workers_default_to_the_runtime_and_are_bounded() {
+    assert_eq!(Config::from_yaml("{}").expect("empty").workers, None);
+    assert_eq!(Config::from_yaml("workers: 1").expect("one").workers, Some(1));
+    assert_eq!(Config::from_yaml("workers: 1024").expect("max").workers, Some(MAX_WORKERS));
+    for bad in ["workers: 0", "workers: 1025"] {
+        let e = Config::from_yaml(bad).expect_err(bad);
+        assert!(matches!(e, ConfigError::Workers(_)), "{bad}: {e}");
+        assert!(e.to_string().contains("workers must be 1 to 1024"), "{e}");
+    }
+    assert!(matches!(Config::from_yaml("workers: -1"), Err(ConfigError::Parse(_))));
+}
