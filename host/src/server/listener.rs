@@ -17,8 +17,11 @@
 //! accepting, idle connections close, and calls and streams in flight
 //! (upgraded tunnels included) get the grace period; the rest are closed.
 
+mod accept;
+mod conn;
 mod connections;
 mod framing;
+mod live;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,8 +40,11 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::{Http1Config, ServerConfig};
+use accept::{connection_limit, is_fd_limit, is_per_connection, raise_fd_limit};
+use conn::ConnContext;
 use connections::{Admission, CLOSING_PACE, Connections, Reason, Slot, Timeouts, Tracked};
 use framing::{Inspected, Verdict};
+use live::{Held, LiveIo};
 
 /// PEM certificate chain and private key.
 #[derive(Debug, Clone)]
@@ -311,238 +317,6 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// What every connection of a listener shares.
-struct ConnContext {
-    builder: auto::Builder<TokioExecutor>,
-    router: Router,
-    http1: Http1Config,
-    timeouts: Timeouts,
-    /// Every connection's I/O, which an upgraded tunnel keeps after hyper
-    /// has let go of the connection.
-    live: Arc<LiveIo>,
-}
-
-impl ConnContext {
-    /// Serves one connection until it ends, times out, is evicted, or the
-    /// listener shuts down (then gracefully).
-    async fn serve<S>(&self, io: S, peer: SocketAddr, slot: Slot, mut stopping: tokio::sync::watch::Receiver<Stage>)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let activity = slot.activity().clone();
-        let verdict = Arc::new(Verdict::default());
-        let service = {
-            let (verdict, activity, router) = (verdict.clone(), activity.clone(), self.router.clone());
-            let stage = stopping.clone();
-            hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                let in_flight = activity.begin();
-                let refused = refusal(&req, &verdict, peer);
-                let http2 = req.version() == Version::HTTP_2;
-                if http2 && *stage.borrow() >= Stage::Draining {
-                    // The connection loop sends its GOAWAY.
-                    activity.wake();
-                }
-                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                let (router, stage) = (router.clone(), stage.clone());
-                async move {
-                    let mut response = match refused {
-                        Some(response) => response,
-                        None => match router.oneshot(req).await {
-                            Ok(response) => response,
-                            Err(never) => match never {},
-                        },
-                    };
-                    if !http2
-                        && *stage.borrow() >= Stage::Draining
-                        && response.status() != StatusCode::SWITCHING_PROTOCOLS
-                    {
-                        // Draining: the client opens its next call elsewhere.
-                        response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, in_flight)))
-                }
-            })
-        };
-        let io = Inspected::new(io, &self.http1, verdict).with_activity(activity.clone());
-        let io = TokioIo::new(Held::new(io, &self.live));
-        let conn = self.builder.serve_connection_with_upgrades(io, service);
-        tokio::pin!(conn);
-        let mut grace_until = None;
-        let mut shutting_down = false;
-        let mut watching = true;
-        loop {
-            if !shutting_down && activity.is_http2() && *stopping.borrow() >= Stage::Draining {
-                // Draining: GOAWAY, so the client opens new streams
-                // elsewhere and the ones in flight finish.
-                shutting_down = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            if shutting_down && grace_until.is_none() && activity.is_idle() {
-                // After GOAWAY, an HTTP/2 client that never acknowledges
-                // would hold the drain: bounded like an idle close.
-                grace_until = Some(Instant::now() + CLOSE_GRACE);
-            }
-            let wake = match grace_until {
-                Some(until) => until,
-                None => activity.next(&self.timeouts).0,
-            };
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                    return;
-                }
-                () = activity.poked() => {
-                    if activity.is_evicted() {
-                        tracing::debug!(%peer, "closed an idle connection to make room for a new one");
-                        return;
-                    }
-                }
-                changed = stopping.changed(), if watching => {
-                    let stage = if changed.is_ok() { *stopping.borrow_and_update() } else { Stage::Closing };
-                    watching = stage < Stage::Closing;
-                    match stage {
-                        // HTTP/2 is handled at the top of the loop;
-                        // HTTP/1.1 responses say `Connection: close`.
-                        Stage::Serving | Stage::Draining => {}
-                        Stage::Stopping => {
-                            // Not accepting: an HTTP/1.1 connection (or one
-                            // not yet known) without a request in flight has
-                            // nothing to finish, a slow head included; the
-                            // rest finish theirs.
-                            if activity.is_idle() && !activity.is_http2() {
-                                return;
-                            }
-                            if !shutting_down {
-                                shutting_down = true;
-                                conn.as_mut().graceful_shutdown();
-                            }
-                        }
-                        Stage::Closing => {
-                            tracing::debug!(%peer, "closing a connection still busy after the grace period");
-                            return;
-                        }
-                    }
-                }
-                () = tokio::time::sleep_until(wake.into()) => {
-                    if grace_until.is_some() {
-                        return;
-                    }
-                    // The state may have changed since the deadline was armed.
-                    let (due, reason) = activity.next(&self.timeouts);
-                    let Some(reason) = reason.filter(|_| due <= Instant::now()) else { continue };
-                    crate::metrics::connection_closed(reason.label());
-                    tracing::debug!(%peer, reason = reason.label(), "closing the connection");
-                    if reason == Reason::Idle && activity.is_http2() {
-                        // GOAWAY first, so the client knows no stream was lost.
-                        conn.as_mut().graceful_shutdown();
-                        grace_until = Some(Instant::now() + CLOSE_GRACE);
-                    } else {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Counts connections' I/O alive: a connection's, or an upgraded tunnel's
-/// that outlives its connection task.
-#[derive(Debug, Default)]
-struct LiveIo {
-    count: std::sync::atomic::AtomicUsize,
-    none: tokio::sync::Notify,
-}
-
-impl LiveIo {
-    fn new() -> Arc<Self> {
-        Arc::default()
-    }
-
-    fn count(&self) -> usize {
-        self.count.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Resolves once no connection's I/O is alive.
-    async fn drained(&self) {
-        loop {
-            let notified = self.none.notified();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// A connection's I/O, counted in [`LiveIo`] until dropped.
-struct Held<S> {
-    io: S,
-    live: Arc<LiveIo>,
-}
-
-impl<S> Held<S> {
-    fn new(io: S, live: &Arc<LiveIo>) -> Self {
-        live.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        Self { io, live: live.clone() }
-    }
-}
-
-impl<S> Drop for Held<S> {
-    fn drop(&mut self) {
-        if self.live.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-            self.live.none.notify_waiters();
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Held<S> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
 /// A listening socket with a deep accept queue (the kernel caps it at
 /// `net.core.somaxconn`), so a burst of connections waits there instead of
 /// being dropped and retried by its clients a second later.
@@ -582,71 +356,6 @@ fn builder(limits: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Some(h2.keep_alive_interval()))
         .keep_alive_timeout(h2.keep_alive_timeout());
     builder
-}
-
-/// Raises the soft open-file limit to the hard one and says what it got;
-/// the limit in effect, if known.
-fn raise_fd_limit() -> Option<u64> {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
-    // An unlimited hard limit is not a value setrlimit takes for files.
-    let target = maximum.unwrap_or(1 << 20);
-    match current {
-        Some(soft) if soft < target => match setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum }) {
-            Ok(()) => {
-                tracing::info!(
-                    from = soft,
-                    to = target,
-                    "raised the open-file limit (RLIMIT_NOFILE) to its hard limit"
-                );
-                Some(target)
-            }
-            Err(e) => {
-                tracing::warn!(limit = soft, hard = target, error = %e, "cannot raise the open-file limit (RLIMIT_NOFILE)");
-                Some(soft)
-            }
-        },
-        Some(soft) => {
-            tracing::info!(limit = soft, "open-file limit (RLIMIT_NOFILE) already at its hard limit");
-            Some(soft)
-        }
-        None => {
-            tracing::info!("open-file limit (RLIMIT_NOFILE) is unlimited");
-            None
-        }
-    }
-}
-
-/// `server.max_connections`, lowered to half the open-file limit: each
-/// proxied HTTP/1.1 request may hold a second descriptor upstream.
-fn connection_limit(configured: usize, fd_limit: Option<u64>) -> usize {
-    let Some(half) = fd_limit.map(|l| usize::try_from(l / 2).unwrap_or(usize::MAX)) else { return configured };
-    if configured > half {
-        tracing::warn!(
-            max_connections = configured,
-            fd_limit = half * 2,
-            "server.max_connections is more than half the open-file limit; using {} instead",
-            half.max(1)
-        );
-        half.max(1)
-    } else {
-        configured
-    }
-}
-
-/// An accept error about one pending connection (it is gone): try again at
-/// once.
-fn is_per_connection(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::Interrupted
-    )
-}
-
-/// Out of file descriptors, the process's or the system's.
-fn is_fd_limit(e: &std::io::Error) -> bool {
-    use rustix::io::Errno;
-    matches!(Errno::from_io_error(e), Some(Errno::MFILE | Errno::NFILE))
 }
 
 /// A warning logged at most once per period, with how many were left out.
