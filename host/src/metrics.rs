@@ -15,14 +15,17 @@ use std::sync::atomic::AtomicU64;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+mod histogram;
 mod labels;
+mod route;
 #[cfg(test)]
 mod tests;
 
+use histogram::AtomicHistogram;
 use labels::*;
+pub use route::{RouteMetrics, unrouted};
 
 struct Metrics {
     http_requests: HistogramFamily<RequestLabels>,
@@ -57,7 +60,7 @@ fn metrics() -> &'static Metrics {
         let mut root = Registry::default();
         // Without the `wasmgate_` prefix: the OpenTelemetry HTTP semantic
         // conventions name it, so dashboards built for other servers work.
-        let http_requests = histograms::<RequestLabels>(|| Histogram::new(HTTP_DURATION_BUCKETS));
+        let http_requests = histograms::<RequestLabels>(|| AtomicHistogram::new(&HTTP_DURATION_BUCKETS));
         root.register(
             "http_server_request_duration_seconds",
             "Duration of calls on the main listener, from the request to the response head, by route, method and \
@@ -79,7 +82,7 @@ fn metrics() -> &'static Metrics {
         );
         let decisions = Family::<DecisionLabels, Counter>::default();
         r.register("decisions", "Gateway decisions by route and outcome", decisions.clone());
-        let pipeline = histograms::<RouteLabels>(|| Histogram::new(PIPELINE_BUCKETS));
+        let pipeline = histograms::<RouteLabels>(|| AtomicHistogram::new(&PIPELINE_BUCKETS));
         r.register(
             "pipeline_duration_seconds",
             "Time from the request to the forwarding decision (authentication and policy), by route",
@@ -99,7 +102,7 @@ fn metrics() -> &'static Metrics {
             "Upstream requests that failed, by route and kind (connect, timeout, reset, protocol, too_large, exhausted)",
             upstream_failures.clone(),
         );
-        let upstream_duration = histograms::<RouteLabels>(|| Histogram::new(UPSTREAM_BUCKETS));
+        let upstream_duration = histograms::<RouteLabels>(|| AtomicHistogram::new(&UPSTREAM_BUCKETS));
         r.register(
             "upstream_request_duration_seconds",
             "Upstream requests sent, from sending to the response head or the failure, by route",
@@ -152,7 +155,7 @@ fn metrics() -> &'static Metrics {
             "Driver calls by driver, gRPC method and result (ok, unavailable, deadline_exceeded, error)",
             driver_calls.clone(),
         );
-        let driver_duration = histograms::<DriverMethodLabels>(|| Histogram::new(DRIVER_BUCKETS));
+        let driver_duration = histograms::<DriverMethodLabels>(|| AtomicHistogram::new(&DRIVER_BUCKETS));
         r.register(
             "driver_call_duration_seconds",
             "Duration of driver calls, answered or not, by driver and gRPC method",

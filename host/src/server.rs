@@ -4,6 +4,7 @@
 
 mod call;
 mod forward;
+mod front;
 mod headers;
 mod health;
 mod listener;
@@ -362,7 +363,8 @@ impl Gateway {
             shutdown.await;
             self.begin_drain();
         };
-        listener.serve(self.router(), &self.state.server, drain, shutdown, abort).await
+        let front = front::Front::new(self.router(), self.state.clone());
+        listener.serve(front, &self.state.server, drain, shutdown, abort).await
     }
 }
 

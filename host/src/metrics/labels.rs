@@ -1,8 +1,8 @@
 //! The label sets of the metric families and their histogram buckets.
 
+use super::histogram::AtomicHistogram;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct PolicyFailureLabels {
@@ -120,8 +120,8 @@ pub(super) const UPSTREAM_BUCKETS: [f64; 16] =
 pub(super) const DRIVER_BUCKETS: [f64; 15] =
     [1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
-pub(super) type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+pub(super) type HistogramFamily<L> = Family<L, AtomicHistogram, fn() -> AtomicHistogram>;
 
-pub(super) fn histograms<L: Clone + std::hash::Hash + Eq>(new: fn() -> Histogram) -> HistogramFamily<L> {
+pub(super) fn histograms<L: Clone + std::hash::Hash + Eq>(new: fn() -> AtomicHistogram) -> HistogramFamily<L> {
     Family::new_with_constructor(new)
 }

@@ -16,13 +16,38 @@ use crate::metrics;
 /// The response header that carries the call's decision id.
 pub(super) const DECISION_ID_HEADER: &str = "x-decision-id";
 
-/// 128 random bits, hex: unique per call across replicas and restarts.
+/// 128 bits, hex, unique per call across replicas and restarts: a
+/// per-process call counter through a bijective mix (keyed with 64 random
+/// bits), then 64 random bits drawn once per process, so two calls of one
+/// process never share an id and ids do not count calls in the open. One
+/// draw from the system RNG per process instead of one per call.
 fn new_decision_id() -> String {
+    use std::sync::LazyLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEYS: LazyLock<[u64; 2]> = LazyLock::new(|| {
+        let mut bytes = [0u8; 16];
+        // The system RNG does not fail on a supported platform; zero keys
+        // would still give ids unique within the process, never a panic.
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        let (a, b) = bytes.split_at(8);
+        [u64::from_le_bytes(a.try_into().unwrap_or_default()), u64::from_le_bytes(b.try_into().unwrap_or_default())]
+    });
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let [process, key] = *KEYS;
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
     let mut bytes = [0u8; 16];
-    // The system RNG does not fail on a supported platform; a zero id
-    // would still be written, never a panic.
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    // The per-call half first: decision-log sampling reads the first 64 bits.
+    bytes[..8].copy_from_slice(&mix(n ^ key).to_be_bytes());
+    bytes[8..].copy_from_slice(&process.to_be_bytes());
     hex::encode(bytes)
+}
+
+/// SplitMix64's finalizer: a bijection on `u64`.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// What the decision record says instead of a reason that quotes the
@@ -188,9 +213,9 @@ impl Call {
 
     /// The time from the request to the forwarding decision, for the
     /// pipeline histogram (observed once, when the decision is made).
-    pub(super) fn decided(&self, rejected: Option<Rejection>) {
-        metrics::pipeline_duration(&self.route_name, self.started.elapsed().as_secs_f64());
-        metrics::decision(&self.route_name, rejected.map_or("allow", Rejection::outcome));
+    pub(super) fn decided(&self, series: &metrics::RouteMetrics, rejected: Option<Rejection>) {
+        series.pipeline_duration(self.started.elapsed().as_secs_f64());
+        series.decision(rejected.map_or("allow", Rejection::outcome));
     }
 
     /// Ends the call when the response head is known: the decision id goes
@@ -199,6 +224,7 @@ impl Call {
     pub(super) fn finish(
         &mut self,
         log: &crate::audit::DecisionLog,
+        series: &metrics::RouteMetrics,
         response: &mut http::Response<axum::body::Body>,
         rejected: Option<&Reject>,
     ) {
@@ -206,7 +232,7 @@ impl Call {
             response.headers_mut().insert(DECISION_ID_HEADER, id);
         }
         let status = response.status();
-        metrics::http_request(&self.route_name, &self.method, status, self.started.elapsed().as_secs_f64());
+        series.http_request(&self.method, status, self.started.elapsed().as_secs_f64());
         // A trailers-only gRPC answer carries its status in the head.
         let grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse().ok());
         self.record(log, status, grpc_status, rejected);
@@ -313,6 +339,13 @@ mod tests {
         assert_eq!(scrub("bad signature".into(), &presented), "bad signature");
         assert_eq!(scrub(format!("invalid token: {token}"), &presented), WITHHELD);
         assert_eq!(scrub("claims eyJzdWIiOiJhbGljZSJ9 refused".into(), &presented), WITHHELD, "one segment");
+    }
+
+    #[test]
+    fn decision_ids_are_distinct_hex() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_decision_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())));
     }
 
     #[test]

@@ -169,6 +169,8 @@ pub struct Upstream {
     /// Requests that may wait for a connection, beyond those.
     pending: Option<Arc<Semaphore>>,
     route: Arc<str>,
+    /// The route's per-call series.
+    metrics: Arc<crate::metrics::RouteMetrics>,
 }
 
 impl Upstream {
@@ -216,6 +218,7 @@ impl Upstream {
             connections: http1.then(|| Arc::new(Semaphore::new(route.cfg.max_connections))),
             pending: http1.then(|| Arc::new(Semaphore::new(route.cfg.max_pending))),
             route: Arc::from(route.cfg.name.as_str()),
+            metrics: crate::metrics::RouteMetrics::new(&route.cfg.name),
         }
     }
 
@@ -251,6 +254,11 @@ impl Upstream {
             }
         }
         span
+    }
+
+    /// The route's per-call series.
+    pub fn metrics(&self) -> &crate::metrics::RouteMetrics {
+        &self.metrics
     }
 
     /// The largest request body the route forwards, bytes.
@@ -352,7 +360,7 @@ impl Upstream {
             Ok(Ok(resp)) => Some(resp.status()),
             _ => None,
         };
-        crate::metrics::upstream_request(&self.route, status, sent.elapsed().as_secs_f64());
+        self.metrics.upstream_request(status, sent.elapsed().as_secs_f64());
         let mut resp = match result {
             Ok(Ok(resp)) => resp,
             Ok(Err(_)) if too_large.load(Ordering::Relaxed) => {

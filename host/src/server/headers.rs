@@ -12,6 +12,27 @@ use crate::identity::Authentication;
 /// the credential-header checks compare them.
 use crate::plugins::validate::fold;
 
+/// Whether `name` (a header name: lowercase already) folds to `folded`,
+/// without building the folded string.
+fn folds_to(name: &str, folded: &str) -> bool {
+    name.len() == folded.len() && folds_with_prefix(name, folded)
+}
+
+/// Whether `name` (a header name: lowercase already) folded starts with
+/// `folded`.
+fn folds_with_prefix(name: &str, folded: &str) -> bool {
+    let name = name.as_bytes();
+    name.len() >= folded.len()
+        && name
+            .iter()
+            .zip(folded.as_bytes())
+            .all(|(&n, &f)| (if n == b'_' { b'-' } else { n.to_ascii_lowercase() }) == f)
+}
+
+/// The suffixes of the gateway's identity headers, in [`IdentityHeaders`]'s
+/// `names` order.
+const SUFFIXES: [&str; 7] = ["auth-kind", "provider", "subject", "tenant", "roles", "scopes", "groups"];
+
 /// The gateway's identity headers (`<prefix>subject`, ...): every
 /// client-sent one is stripped, and the gateway sets its own for the
 /// upstream once the call is authorized.
@@ -19,28 +40,43 @@ use crate::plugins::validate::fold;
 pub struct IdentityHeaders {
     prefix: String,
     exact: Vec<String>,
+    /// `<prefix><suffix>` for each of [`SUFFIXES`], parsed once.
+    names: Vec<HeaderName>,
 }
 
 impl IdentityHeaders {
     /// From the config.
     pub fn new(cfg: &IdentityHeadersConfig) -> Self {
-        Self { prefix: fold(&cfg.prefix), exact: cfg.also_strip.iter().map(|s| fold(s)).collect() }
+        let prefix = fold(&cfg.prefix);
+        let names = SUFFIXES
+            .iter()
+            .map(|suffix| {
+                HeaderName::try_from(format!("{prefix}{suffix}"))
+                    .unwrap_or_else(|_| HeaderName::from_static("x-wasmgate-invalid"))
+            })
+            .collect();
+        Self { prefix, exact: cfg.also_strip.iter().map(|s| fold(s)).collect(), names }
     }
 
     /// The gateway's own header names (`<prefix>subject`, ...).
     pub fn gateway_header(&self, suffix: &str) -> HeaderName {
-        HeaderName::try_from(format!("{}{suffix}", self.prefix))
-            .unwrap_or_else(|_| HeaderName::from_static("x-wasmgate-invalid"))
+        match SUFFIXES.iter().position(|s| *s == suffix) {
+            Some(i) => self.names[i].clone(),
+            None => HeaderName::try_from(format!("{}{suffix}", self.prefix))
+                .unwrap_or_else(|_| HeaderName::from_static("x-wasmgate-invalid")),
+        }
     }
 
     fn matches(&self, name: &str) -> bool {
-        let folded = fold(name);
-        folded.starts_with(&self.prefix) || self.exact.contains(&folded)
+        folds_with_prefix(name, &self.prefix) || self.exact.iter().any(|e| folds_to(name, e))
     }
 
     /// Removes every header whose name matches, in any case and with `_`
     /// for `-`, every occurrence.
     pub fn strip(&self, headers: &mut HeaderMap) {
+        if !headers.keys().any(|n| self.matches(n.as_str())) {
+            return;
+        }
         let doomed: Vec<HeaderName> = headers.keys().filter(|n| self.matches(n.as_str())).cloned().collect();
         for name in doomed {
             headers.remove(&name);
@@ -88,13 +124,12 @@ impl HeaderNames {
     }
 
     fn matches(&self, name: &str) -> bool {
-        let folded = fold(name);
-        self.0.contains(&folded)
+        self.0.iter().any(|e| folds_to(name, e))
     }
 
     /// Removes every header whose name is in the set, every occurrence.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        if self.0.is_empty() {
+        if self.0.is_empty() || !headers.keys().any(|n| self.matches(n.as_str())) {
             return;
         }
         let doomed: Vec<HeaderName> = headers.keys().filter(|n| self.matches(n.as_str())).cloned().collect();
@@ -138,7 +173,7 @@ impl Forwarding {
         let trusted = peer.is_some_and(|ip| self.trusted.contains(ip));
         let mut chain = String::new();
         if trusted {
-            for v in headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()) {
+            for v in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
                 if !chain.is_empty() {
                     chain.push_str(", ");
                 }
@@ -151,37 +186,42 @@ impl Forwarding {
             if !chain.is_empty() {
                 chain.push_str(", ");
             }
-            chain.push_str(&ip.to_string());
+            use std::fmt::Write as _;
+            let _ = write!(chain, "{ip}");
         }
         if let Ok(v) = HeaderValue::from_str(&chain)
             && !chain.is_empty()
         {
-            headers.insert("x-forwarded-for", v);
+            headers.insert(X_FORWARDED_FOR.clone(), v);
         }
-        if !(trusted && headers.contains_key("x-forwarded-proto")) {
-            headers.insert("x-forwarded-proto", HeaderValue::from_static(self.proto));
+        if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(self.proto));
         }
-        if !(trusted && headers.contains_key("x-forwarded-host"))
+        if !(trusted && headers.contains_key(&X_FORWARDED_HOST))
             && let Ok(v) = HeaderValue::from_str(authority)
             && !authority.is_empty()
         {
-            headers.insert("x-forwarded-host", v);
+            headers.insert(X_FORWARDED_HOST.clone(), v);
         }
     }
 }
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and proxy leftovers that are never
 /// forwarded. `te: trailers` is kept separately for gRPC.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
 ];
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
@@ -190,18 +230,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .get_all(http::header::TE)
         .iter()
         .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))));
-    let named: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .filter_map(|t| HeaderName::try_from(t.trim()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    if headers.contains_key(http::header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .filter_map(|t| HeaderName::try_from(t.trim()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
-    for n in HOP_BY_HOP {
-        headers.remove(*n);
+    for n in &HOP_BY_HOP {
+        headers.remove(n);
     }
     if keep_te_trailers {
         headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
@@ -211,6 +253,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folding_without_allocating_agrees_with_fold() {
+        let names = [
+            "x-wasmgate-subject",
+            "x_wasmgate_subject",
+            "X-Wasmgate-Roles",
+            "x-wasmgate",
+            "x-wasm",
+            "",
+            "forwarded",
+            "x_forwarded-for",
+        ];
+        for name in names {
+            for other in names {
+                let (f, o) = (fold(name), fold(other));
+                assert_eq!(folds_to(name, &o), f == o, "{name} {other}");
+                assert_eq!(folds_with_prefix(name, &o), f.starts_with(&o), "{name} {other}");
+            }
+        }
+    }
 
     fn stripper() -> IdentityHeaders {
         IdentityHeaders::new(&IdentityHeadersConfig::default())

@@ -28,7 +28,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -37,7 +36,6 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use crate::config::{Http1Config, ServerConfig};
 use accept::{connection_limit, is_fd_limit, is_per_connection, raise_fd_limit};
@@ -89,7 +87,7 @@ impl Listener {
     /// when `abort` resolves, every connection closes at once.
     pub(super) async fn serve(
         self,
-        router: Router,
+        front: super::front::Front,
         limits: &ServerConfig,
         drain: Drain,
         shutdown: impl Future<Output = ()> + Send,
@@ -107,7 +105,7 @@ impl Listener {
         let live = LiveIo::new();
         let ctx = Arc::new(ConnContext {
             builder: builder(limits),
-            router,
+            front,
             http1: limits.http1.clone(),
             timeouts,
             live: live.clone(),

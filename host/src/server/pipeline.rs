@@ -49,20 +49,25 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Bo
 impl Call {
     /// The phases, the forwarding, and the end of the call.
     async fn serve(mut self, state: &State, mut parts: Parts, body: Body, span: &Span) -> Response<Body> {
-        let (mut response, rejected) = match self.run(state, &mut parts).await {
+        let run = self.run(state, &mut parts).await;
+        let series = match self.route {
+            Some(i) => state.upstreams[i].metrics(),
+            None => crate::metrics::unrouted(),
+        };
+        let (mut response, rejected) = match run {
             Err(reject) => {
-                self.decided(Some(reject.rejection));
+                self.decided(series, Some(reject.rejection));
                 (reject.rejection.into_response(self.grpc), Some(reject))
             }
             Ok(upgrade) => {
-                self.decided(None);
+                self.decided(series, None);
                 match self.forward(state, parts, body, upgrade).await {
                     Ok(resp) => (resp, None),
                     Err(reject) => (reject.rejection.into_response(self.grpc), Some(reject)),
                 }
             }
         };
-        self.finish(&state.decision_log, &mut response, rejected.as_ref());
+        self.finish(&state.decision_log, series, &mut response, rejected.as_ref());
         self.record_server_span(span, response.status());
         response
     }

@@ -6,7 +6,7 @@ use super::*;
 /// What every connection of a listener shares.
 pub(super) struct ConnContext {
     pub(super) builder: auto::Builder<TokioExecutor>,
-    pub(super) router: Router,
+    pub(super) front: crate::server::front::Front,
     pub(super) http1: Http1Config,
     pub(super) timeouts: Timeouts,
     /// Every connection's I/O, which an upgraded tunnel keeps after hyper
@@ -29,7 +29,7 @@ impl ConnContext {
         let activity = slot.activity().clone();
         let verdict = Arc::new(Verdict::default());
         let service = {
-            let (verdict, activity, router) = (verdict.clone(), activity.clone(), self.router.clone());
+            let (verdict, activity, front) = (verdict.clone(), activity.clone(), self.front.clone());
             let stage = stopping.clone();
             hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let in_flight = activity.begin();
@@ -40,15 +40,13 @@ impl ConnContext {
                     activity.wake();
                 }
                 req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                let (router, stage) = (router.clone(), stage.clone());
+                let responding: crate::server::front::Responding = match refused {
+                    Some(response) => Box::pin(std::future::ready(response)),
+                    None => front.call(req),
+                };
+                let stage = stage.clone();
                 async move {
-                    let mut response = match refused {
-                        Some(response) => response,
-                        None => match router.oneshot(req).await {
-                            Ok(response) => response,
-                            Err(never) => match never {},
-                        },
-                    };
+                    let mut response = responding.await;
                     if !http2
                         && *stage.borrow() >= Stage::Draining
                         && response.status() != StatusCode::SWITCHING_PROTOCOLS
