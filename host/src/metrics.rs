@@ -355,6 +355,17 @@ pub fn decision_log(sink: &str, result: &str) {
     metrics().decision_log.get_or_create(&DecisionLogLabels { sink: sink.to_owned(), result: result.to_owned() }).inc();
 }
 
+/// Counts `n` decision-log records a sink wrote or dropped at once (none
+/// when `n` is 0: no series appears for it).
+pub fn decision_logs(sink: &str, result: &str, n: u64) {
+    if n > 0 {
+        metrics()
+            .decision_log
+            .get_or_create(&DecisionLogLabels { sink: sink.to_owned(), result: result.to_owned() })
+            .inc_by(n);
+    }
+}
+
 /// Counts a JWKS fetch of identity provider `provider` (`success`, or the
 /// failure's kind: `transport`, `status`, `too_large`, `invalid`,
 /// `no_usable_keys`).
