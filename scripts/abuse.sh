@@ -30,31 +30,28 @@ SLOWLORIS=500
 H2_CONNECTIONS=4
 H2_STREAMS=300   # per connection; the gateway allows 256 at once
 
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
 if [ -n "${BIN_DIR:-}" ]; then
-  BIN=$BIN_DIR
+  WASMGATE_BIN=$BIN_DIR/wasmgate
 elif [ -x target/release/wasmgate ] && [ -x target/release/sandbox-driver ]; then
-  BIN=target/release
-else
-  cargo build --release -q -p wasmgate -p sandbox-driver
-  BIN=target/release
+  WASMGATE_BIN=$PWD/target/release/wasmgate
 fi
+bench_release_bin sandbox-driver
+BIN=$(dirname "$WASMGATE_BIN")
 command -v curl >/dev/null || { echo "curl is required" >&2; exit 1; }
 # The attackers hold thousands of sockets.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_init
+WORK=$BENCH_WORK
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ISSUER_PORT=$(free_port)
 GW_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
 
-"$BIN/sandbox-driver" --socket "$WORK/driver.sock" 2>"$WORK/driver.log" & PIDS+=($!)
-"$BIN/wasmgate" dev-issuer --port "$ISSUER_PORT" --tokens 1 --out "$WORK/tokens" >"$WORK/issuer.out" 2>"$WORK/issuer.log" & PIDS+=($!)
-for _ in $(seq 100); do [ -s "$WORK/tokens" ] && [ -S "$WORK/driver.sock" ] && break; sleep 0.1; done
+bench_start_driver "$WORK/driver.sock"
+bench_start_issuer issuer "$ISSUER_PORT" --tokens 1 --out "$WORK/tokens"
 
 cat >"$WORK/wasmgate.yaml" <<EOF
 listen: 127.0.0.1:$GW_PORT
@@ -88,9 +85,8 @@ routes:
     upstream: "unix://$WORK/driver.sock"
 EOF
 
-WASMGATE_LOG=info "$BIN/wasmgate" serve --config "$WORK/wasmgate.yaml" 2>"$WORK/gateway.log" & GW=$!; PIDS+=($GW)
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$GW_PORT/readyz" >/dev/null && break; sleep 0.05; done
-curl -sf "http://127.0.0.1:$GW_PORT/readyz" >/dev/null || { echo "gateway not ready"; cat "$WORK/gateway.log"; exit 1; }
+WASMGATE_LOG=info bench_start_gateway "$WORK/wasmgate.yaml" "$WORK/gateway.log"
+GW=$BENCH_PID
 TOKEN=$(head -1 "$WORK/tokens")
 printf '\0\0\0\0\0' >"$WORK/empty.grpc"
 
@@ -317,7 +313,7 @@ if __name__ == "__main__":
     print("attacker: " + ", ".join(f"{k} {v}" for k, v in stats.items() if v))
 PY
 
-fds() { ls "/proc/$GW/fd" 2>/dev/null | wc -l; }
+fds() { bench_fds "$GW"; }
 fd_kinds() { # the gateway's sockets by kind: TCP (clients, the admin listener), Unix (the driver)
   local inodes tcp unix
   inodes=$(ls -l "/proc/$GW/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]/\1/p' | sort -u)

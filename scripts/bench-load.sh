@@ -9,36 +9,26 @@
 # a Unix socket. Also prints the idle RSS of `wasmgate serve`.
 #
 # Usage: bash scripts/bench-load.sh [duration_seconds] [connections] [distinct_tokens]
+#   WASMGATE_BIN=path/wasmgate uses a built binary (and sandbox-driver beside it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
 DURATION=${1:-10}
 CONNS=${2:-32}
 TOKENS=${3:-2000}
 THREADS=1   # wrk threads; the machine has 2 cores and the gateway needs them
 
-if ! command -v wrk >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null 2>&1
-  else
-    echo "wrk is required (apt-get install wrk)" >&2; exit 1
-  fi
-fi
+bench_need_tools wrk
+bench_release_bin sandbox-driver   # WASMGATE_BIN=... uses a built binary (sandbox-driver beside it)
+bench_init
+WORK=$BENCH_WORK
 
-cargo build --release -q -p wasmgate -p sandbox-driver
-BIN=target/release
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ISSUER_PORT=$(free_port)
 GW_PORT=$(free_port)
 
-"$BIN/sandbox-driver" --socket "$WORK/driver.sock" 2>"$WORK/driver.log" & PIDS+=($!)
-"$BIN/wasmgate" dev-issuer --port "$ISSUER_PORT" --tokens "$TOKENS" --out "$WORK/tokens" >"$WORK/issuer.out" 2>"$WORK/issuer.log" & PIDS+=($!)
-for _ in $(seq 100); do [ -s "$WORK/tokens" ] && [ -S "$WORK/driver.sock" ] && break; sleep 0.1; done
+bench_start_driver "$WORK/driver.sock"
+bench_start_issuer issuer "$ISSUER_PORT" --tokens "$TOKENS" --out "$WORK/tokens"
 
 cat >"$WORK/wasmgate.yaml" <<EOF
 listen: 127.0.0.1:$GW_PORT
@@ -64,11 +54,10 @@ routes:
     upstream: "unix://$WORK/driver.sock"
 EOF
 
-WASMGATE_LOG=warn "$BIN/wasmgate" serve --config "$WORK/wasmgate.yaml" 2>"$WORK/gateway.log" & GW=$!; PIDS+=($GW)
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$GW_PORT/readyz" >/dev/null && break; sleep 0.05; done
-curl -sf "http://127.0.0.1:$GW_PORT/readyz" >/dev/null || { echo "gateway not ready"; cat "$WORK/gateway.log"; exit 1; }
+WASMGATE_LOG=warn bench_start_gateway "$WORK/wasmgate.yaml" "$WORK/gateway.log"
+GW=$BENCH_PID
 sleep 1
-echo "idle RSS of wasmgate serve: $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/$GW/status)"
+echo "idle RSS of wasmgate serve: $(bench_rss_mib "$GW") MiB"
 
 TOKEN=$(head -1 "$WORK/tokens")
 # Sanity: each scenario gets the upstream's answer (404 from the driver's
@@ -90,12 +79,12 @@ EOF
 
 run() { # connections, name, wrk args...
   local conns=$1 name=$2; shift 2
-  local out rps p50 p99
-  out=$(wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --latency "$@")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  printf "%-34s %12s %10s %10s\n" "$name" "$rps" "$p50" "$p99"
+  bench_wrk_row -t"$THREADS" -c"$conns" -d"${DURATION}s" "$@"
+  # wrk's own units, as before the shared parser
+  local p50 p99
+  p50=$(awk '$1=="50%" {print $2}' "$BENCH_WORK/last-wrk.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$BENCH_WORK/last-wrk.txt")
+  printf "%-34s %12s %10s %10s\n" "$name" "$(awk '/Requests\/sec/ {print $2}' "$BENCH_WORK/last-wrk.txt")" "$p50" "$p99"
 }
 
 # Every scenario gets the same upstream answer (the driver's JSON 404 for an
@@ -115,5 +104,5 @@ echo "-- saturation: $CONNS connections (throughput on this machine's 2 cores, s
 printf "%-34s %12s %10s %10s\n" "scenario" "requests/s" "p50" "p99"
 scenarios "$CONNS"
 echo
-echo "RSS after load: $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/$GW/status)"
+echo "RSS after load: $(bench_rss_mib "$GW") MiB"
 grep -E "ERROR|WARN" "$WORK/gateway.log" | head -5 || true

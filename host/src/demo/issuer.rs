@@ -1,23 +1,32 @@
 //! A development-only OIDC issuer: discovery and JWKS over HTTP on loopback,
 //! a throwaway ES256 (or RS256) key generated at start, and a token minter.
-//! Never use it for anything but demos and tests. `wasmgate dev-issuer`
-//! runs it on its own ([`DevIssuerArgs`]).
+//! Never use it for anything but demos, tests and benchmarks. `wasmgate
+//! dev-issuer` runs it on its own ([`DevIssuerArgs`]).
+//!
+//! Its key can be rotated ([`DevIssuer::rotate`]; SIGHUP for `wasmgate
+//! dev-issuer`): a new key signs from then on, and the JWKS keeps the
+//! previous ones, as an identity provider does during a rotation.
+
+mod cli;
+mod key;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use aws_lc_rs::encoding::AsDer as _;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use axum::Json;
 use axum::routing::get;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
+
+pub use cli::{DevIssuerArgs, dev_issuer};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use key::DevKey;
+use key::SigningKey;
+
+/// Keys the JWKS keeps after a rotation: the signing one and the ones before it.
+const KEPT_KEYS: usize = 3;
 
 /// The signing algorithm of a development issuer's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -40,6 +49,7 @@ impl DevAlg {
         }
     }
 
+    #[cfg_attr(not(test), allow(dead_code))]
     fn jwt(self) -> Algorithm {
         match self {
             Self::Es256 => Algorithm::ES256,
@@ -48,17 +58,24 @@ impl DevAlg {
     }
 }
 
+/// The signing key and the published key set.
+struct Keys {
+    current: Arc<SigningKey>,
+    /// The JWKS document: the current key first, then up to
+    /// `KEPT_KEYS - 1` previous ones.
+    jwks: Arc<Value>,
+}
+
 /// The development issuer.
 pub struct DevIssuer {
     issuer: String,
-    kid: String,
-    key: EncodingKey,
     alg: DevAlg,
+    keys: Arc<RwLock<Keys>>,
 }
 
 impl std::fmt::Debug for DevIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevIssuer").field("issuer", &self.issuer).field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("DevIssuer").field("issuer", &self.issuer).field("kid", &self.kid()).finish_non_exhaustive()
     }
 }
 
@@ -79,89 +96,6 @@ pub struct DevClaims<'a> {
     pub ttl_seconds: i64,
 }
 
-/// A fresh P-256 signing key with its `kid` and public JWK, for the
-/// development and test issuers.
-pub(crate) struct DevKey {
-    pub kid: String,
-    pub jwk: Value,
-    pub key: EncodingKey,
-}
-
-impl DevKey {
-    /// Generates a P-256 key whose `kid` is `PREFIX-` and 16 hex digits of the key.
-    #[cfg(any(test, feature = "testing"))]
-    pub(crate) fn generate(kid_prefix: &str) -> anyhow::Result<Self> {
-        Self::generate_for(kid_prefix, DevAlg::Es256)
-    }
-
-    /// Generates a key for `alg` (RS256: 2048 bits) whose `kid` is `PREFIX-`
-    /// and 16 hex digits of the public key.
-    pub(crate) fn generate_for(kid_prefix: &str, alg: DevAlg) -> anyhow::Result<Self> {
-        match alg {
-            DevAlg::Es256 => Self::generate_ec(kid_prefix),
-            DevAlg::Rs256 => Self::generate_rsa(kid_prefix),
-        }
-    }
-
-    fn generate_rsa(kid_prefix: &str) -> anyhow::Result<Self> {
-        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-            .map_err(|_| anyhow::anyhow!("cannot generate an RSA key"))?;
-        let pkcs8 = pair.as_der().map_err(|_| anyhow::anyhow!("cannot encode the generated RSA key"))?;
-        let pkcs1 = pkcs8_private_key(pkcs8.as_ref()).context("unexpected PKCS#8 encoding of the RSA key")?;
-        let public = pair.public_key();
-        let n = public.modulus().big_endian_without_leading_zero().to_vec();
-        let e = public.exponent().big_endian_without_leading_zero().to_vec();
-        let kid = format!("{kid_prefix}-{}", hex::encode(n.get(..8).unwrap_or_default()));
-        let jwk = json!({
-            "kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
-            "n": URL_SAFE_NO_PAD.encode(&n),
-            "e": URL_SAFE_NO_PAD.encode(&e),
-        });
-        Ok(Self { kid, jwk, key: EncodingKey::from_rsa_der(pkcs1) })
-    }
-
-    fn generate_ec(kid_prefix: &str) -> anyhow::Result<Self> {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| anyhow::anyhow!("cannot generate a P-256 key"))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-            .map_err(|_| anyhow::anyhow!("cannot parse the generated key"))?;
-        let point = pair.public_key().as_ref();
-        anyhow::ensure!(point.len() == 65 && point[0] == 4, "unexpected public key encoding");
-        let kid = format!("{kid_prefix}-{}", hex::encode(&point[1..9]));
-        let jwk = json!({
-            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-        });
-        Ok(Self { kid, jwk, key: EncodingKey::from_ec_der(pkcs8.as_ref()) })
-    }
-}
-
-/// The `privateKey` octets of a PKCS#8 `PrivateKeyInfo` (for RSA: the
-/// PKCS#1 `RSAPrivateKey`).
-fn pkcs8_private_key(der: &[u8]) -> Option<&[u8]> {
-    /// One DER element: (tag, contents, rest).
-    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, b) = b.split_first()?;
-        let (&first, b) = b.split_first()?;
-        let (len, b) = if first < 0x80 {
-            (usize::from(first), b)
-        } else {
-            let n = usize::from(first & 0x7f);
-            let (len_bytes, b) = b.split_at_checked(n)?;
-            (len_bytes.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x)), b)
-        };
-        let (contents, rest) = b.split_at_checked(len)?;
-        Some((tag, contents, rest))
-    }
-    let (0x30, info, _) = tlv(der)? else { return None };
-    let (0x02, _version, rest) = tlv(info)? else { return None };
-    let (0x30, _algorithm, rest) = tlv(rest)? else { return None };
-    let (0x04, key, _) = tlv(rest)? else { return None };
-    Some(key)
-}
-
 impl DevIssuer {
     /// Generates an ES256 key and serves discovery and JWKS on `127.0.0.1:0`.
     pub async fn start() -> anyhow::Result<Self> {
@@ -175,7 +109,9 @@ impl DevIssuer {
 
     /// Like [`DevIssuer::start_on`], with a key for `alg`.
     pub async fn start_with(port: u16, alg: DevAlg) -> anyhow::Result<Self> {
-        let DevKey { kid, jwk, key } = DevKey::generate_for("dev", alg)?;
+        let key = SigningKey::generate("dev", alg)?;
+        let jwks = Arc::new(json!({ "keys": [key.jwk.clone()] }));
+        let keys = Arc::new(RwLock::new(Keys { current: Arc::new(key), jwks }));
 
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
             .await
@@ -188,7 +124,7 @@ impl DevIssuer {
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
         });
-        let jwks = json!({ "keys": [jwk] });
+        let served = keys.clone();
         let app = axum::Router::new()
             .route(
                 "/.well-known/openid-configuration",
@@ -200,8 +136,8 @@ impl DevIssuer {
             .route(
                 "/jwks.json",
                 get(move || {
-                    let k = jwks.clone();
-                    async move { Json::<Value>(k) }
+                    let jwks = served.read().unwrap_or_else(PoisonError::into_inner).jwks.clone();
+                    async move { Json::<Value>(Value::clone(&jwks)) }
                 }),
             );
         tokio::spawn(async move {
@@ -209,7 +145,7 @@ impl DevIssuer {
                 tracing::error!(error = %e, "dev issuer stopped");
             }
         });
-        Ok(Self { issuer, kid, key, alg })
+        Ok(Self { issuer, alg, keys })
     }
 
     /// The `iss` of minted tokens.
@@ -222,22 +158,77 @@ impl DevIssuer {
         self.alg
     }
 
-    /// The `kid` of its key.
-    pub fn kid(&self) -> &str {
-        &self.kid
+    fn current(&self) -> Arc<SigningKey> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner).current.clone()
+    }
+
+    /// The `kid` of the key that signs now.
+    pub fn kid(&self) -> String {
+        self.current().kid.clone()
+    }
+
+    /// The public key that signs now, as a PEM `PUBLIC KEY`
+    /// (SubjectPublicKeyInfo), for verifiers without JWKS such as HAProxy.
+    pub fn public_key_pem(&self) -> String {
+        self.current().public_key_pem()
+    }
+
+    /// The `kid`s the JWKS publishes, the signing one first.
+    pub fn published_kids(&self) -> Vec<String> {
+        let jwks = self.keys.read().unwrap_or_else(PoisonError::into_inner).jwks.clone();
+        jwks["keys"].as_array().into_iter().flatten().filter_map(|k| k["kid"].as_str().map(str::to_owned)).collect()
+    }
+
+    /// Rotates the key: a new one (same algorithm) signs from now on and is
+    /// published first; the JWKS keeps the previous ones (up to three keys
+    /// in all), so tokens already issued keep verifying. Returns the new `kid`.
+    pub fn rotate(&self) -> anyhow::Result<String> {
+        let key = Arc::new(SigningKey::generate("dev", self.alg)?);
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let mut published = vec![key.jwk.clone()];
+        published.extend(keys.jwks["keys"].as_array().into_iter().flatten().take(KEPT_KEYS - 1).cloned());
+        keys.jwks = Arc::new(json!({ "keys": published }));
+        keys.current = key.clone();
+        Ok(key.kid.clone())
     }
 
     /// Signs arbitrary claims with the issuer's key (for tests of odd tokens).
     pub fn sign(&self, claims: &Value) -> anyhow::Result<String> {
-        let mut header = Header::new(self.alg.jwt());
-        header.kid = Some(self.kid.clone());
-        header.typ = Some("JWT".into());
-        Ok(jsonwebtoken::encode(&header, claims, &self.key)?)
+        self.current().sign(claims)
     }
 
     /// Mints an access token signed with the issuer's key.
     pub fn mint(&self, c: &DevClaims<'_>) -> anyhow::Result<String> {
         self.sign(&self.claims(c)?)
+    }
+
+    /// Mints `n` tokens, the claims of the `i`-th from `claims(i)`, all with
+    /// the key that signs now, on every core (an RS256 signature costs about
+    /// a millisecond: benchmarks ask for 100 000 tokens and more).
+    pub fn mint_many<F>(&self, n: usize, claims: F) -> anyhow::Result<Vec<String>>
+    where
+        F: Fn(usize) -> anyhow::Result<Value> + Sync,
+    {
+        let key = self.current();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 16).min(n.max(1));
+        let chunk = n.div_ceil(threads).max(1);
+        let (key, claims) = (&key, &claims);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|from| {
+                    scope.spawn(move || {
+                        (from..(from + chunk).min(n)).map(|i| key.sign(&claims(i)?)).collect::<anyhow::Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            let mut tokens = Vec::with_capacity(n);
+            for handle in handles {
+                let part = handle.join().map_err(|_| anyhow::anyhow!("a minting thread panicked"))??;
+                tokens.extend(part);
+            }
+            Ok(tokens)
+        })
     }
 
     /// The claims [`DevIssuer::mint`] signs: `iss`, `aud`, `sub`, `iat`,
@@ -262,211 +253,65 @@ impl DevIssuer {
     }
 }
 
-/// Development only: an OIDC issuer on loopback that mints tokens (your
-/// subject, tenant, roles and scopes; ES256 or RS256) for trying a gateway.
-///
-/// It serves `http://127.0.0.1:PORT/.well-known/openid-configuration` and
-/// the JWKS with a key generated at start (thrown away on exit, so its
-/// tokens stop verifying then). Each token has `iss` =
-/// `http://127.0.0.1:PORT`, `aud` = `--audience`, `sub`, `iat`, `nbf`, `exp`,
-/// the roles in `realm_access.roles` (Keycloak's layout, which the built-in
-/// claims-mapper reads), `scope` (space-separated) and `tenant` (left out
-/// with `--tenant ''`; read it with the mapper's `tenant-claim: tenant`).
-///
-/// The first line on stdout is the issuer URL; the tokens follow on stdout,
-/// one per line, unless `--out` names a file for them. A gateway trusts it
-/// with a provider `{issuer: "http://127.0.0.1:PORT", audiences: [AUDIENCE],
-/// algorithms: [ALG]}`. DEVELOPMENT ONLY.
-#[derive(Debug, clap::Args)]
-pub struct DevIssuerArgs {
-    /// Port on 127.0.0.1 (0: any free port; the URL is printed).
-    #[arg(long, default_value_t = 0)]
-    port: u16,
-    /// `sub` of the token (with --tokens N > 1: SUB-0 … SUB-(N-1)).
-    #[arg(long, default_value = "user")]
-    sub: String,
-    /// `tenant` of the token ('' leaves the claim out).
-    #[arg(long, default_value = "demo")]
-    tenant: String,
-    /// A role, in `realm_access.roles` (repeatable; default: user).
-    #[arg(long = "role")]
-    roles: Vec<String>,
-    /// A scope, in `scope` (repeatable; default: sandbox.read sandbox.write).
-    #[arg(long = "scope")]
-    scopes: Vec<String>,
-    /// The key's algorithm (RS256: a 2048-bit RSA key).
-    #[arg(long, value_enum, default_value_t = DevAlg::Es256)]
-    alg: DevAlg,
-    /// `aud` of the token.
-    #[arg(long, default_value = super::DEMO_AUDIENCE)]
-    audience: String,
-    /// Lifetime: `1h`, `30m`, `12h`, `3600s`, `7d` or seconds.
-    #[arg(long, default_value = "1h", value_parser = crate::cli::parse_ttl)]
-    ttl: Duration,
-    /// How many tokens to mint (distinct subjects).
-    #[arg(long, default_value_t = 1)]
-    tokens: usize,
-    /// Write the tokens to this file, one per line, instead of stdout.
-    #[arg(long)]
-    out: Option<PathBuf>,
-}
-
-impl DevIssuerArgs {
-    /// The claims of the `i`-th token (of [`DevIssuerArgs::tokens`]).
-    fn subject(&self, i: usize) -> String {
-        if self.tokens > 1 { format!("{}-{i}", self.sub) } else { self.sub.clone() }
-    }
-
-    fn roles(&self) -> Vec<&str> {
-        if self.roles.is_empty() { vec!["user"] } else { self.roles.iter().map(String::as_str).collect() }
-    }
-
-    fn scope(&self) -> String {
-        if self.scopes.is_empty() { "sandbox.read sandbox.write".to_owned() } else { self.scopes.join(" ") }
-    }
-
-    /// Mints every token the arguments ask for.
-    pub(crate) fn mint(&self, issuer: &DevIssuer) -> anyhow::Result<Vec<String>> {
-        let (roles, scope) = (self.roles(), self.scope());
-        let ttl_seconds = i64::try_from(self.ttl.as_secs()).context("--ttl is out of range")?;
-        (0..self.tokens.max(1))
-            .map(|i| {
-                let subject = self.subject(i);
-                issuer.mint(&DevClaims {
-                    subject: &subject,
-                    audience: &self.audience,
-                    roles: &roles,
-                    scope: &scope,
-                    tenant: &self.tenant,
-                    ttl_seconds,
-                })
-            })
-            .collect()
-    }
-}
-
-/// Runs `wasmgate dev-issuer` until SIGINT or SIGTERM.
-pub async fn dev_issuer(args: DevIssuerArgs) -> anyhow::Result<ExitCode> {
-    let issuer = DevIssuer::start_with(args.port, args.alg).await?;
-    let tokens = args.mint(&issuer)?;
-    println!("{}", issuer.issuer());
-    let mut text = tokens.join("\n");
-    text.push('\n');
-    match &args.out {
-        Some(out) => std::fs::write(out, text).with_context(|| format!("write {}", out.display()))?,
-        None => print!("{text}"),
-    }
-    {
-        use std::io::Write as _;
-        std::io::stdout().flush().context("write to stdout")?;
-    }
-    eprintln!(
-        "dev-issuer {} (DEVELOPMENT ONLY): {} {} token(s) for aud={} sub={} tenant={} roles={} scope={:?}, valid {} s{}",
-        issuer.issuer(),
-        tokens.len(),
-        args.alg.as_str(),
-        args.audience,
-        if args.tokens > 1 { format!("{}-0…", args.sub) } else { args.sub.clone() },
-        if args.tenant.is_empty() { "(none)" } else { &args.tenant },
-        args.roles().join(","),
-        args.scope(),
-        args.ttl.as_secs(),
-        args.out.as_ref().map(|o| format!(", written to {}", o.display())).unwrap_or_default(),
-    );
-    crate::cli::shutdown_signal().await;
-    Ok(ExitCode::SUCCESS)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-    #[derive(Debug, clap::Parser)]
-    struct Cmd {
-        #[command(flatten)]
-        args: DevIssuerArgs,
+    async fn jwks(issuer: &DevIssuer) -> Value {
+        reqwest::get(format!("{}/jwks.json", issuer.issuer())).await.expect("jwks").json().await.expect("json")
     }
 
-    fn parse(args: &[&str]) -> DevIssuerArgs {
-        Cmd::try_parse_from(std::iter::once("dev-issuer").chain(args.iter().copied())).expect("valid arguments").args
-    }
-
-    fn payload(token: &str) -> Value {
-        let part = token.split('.').nth(1).expect("payload");
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
-    }
-
-    fn header(token: &str) -> Value {
-        let part = token.split('.').next().expect("header");
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
-    }
-
-    /// Verifies `token` with the issuer's published JWK.
-    fn verify(token: &str, jwk: &Value, alg: Algorithm, audience: &str) -> Value {
-        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).expect("jwk");
-        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("decoding key");
-        let mut v = jsonwebtoken::Validation::new(alg);
-        v.set_audience(&[audience]);
-        jsonwebtoken::decode::<Value>(token, &key, &v).expect("verifies").claims
+    fn verifies(token: &str, jwks: &Value, alg: DevAlg) -> bool {
+        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).expect("jwk set");
+        let Ok(header) = jsonwebtoken::decode_header(token) else { return false };
+        let Some(jwk) = header.kid.as_deref().and_then(|kid| set.find(kid)) else { return false };
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("decoding key");
+        let mut v = jsonwebtoken::Validation::new(alg.jwt());
+        v.validate_aud = false;
+        jsonwebtoken::decode::<Value>(token, &key, &v).is_ok()
     }
 
     #[tokio::test]
-    async fn claims_come_from_the_options_and_verify_with_the_published_key() {
+    async fn rotation_signs_with_a_new_key_and_keeps_the_old_ones_published() {
+        let issuer = DevIssuer::start_with(0, DevAlg::Es256).await.expect("issuer");
+        let claims = json!({ "sub": "a", "exp": 4_000_000_000_i64 });
+        let old = issuer.sign(&claims).expect("sign");
+        let first = issuer.kid();
+        let second = issuer.rotate().expect("rotate");
+        assert_ne!(first, second);
+        assert_eq!(issuer.kid(), second);
+        assert_eq!(issuer.published_kids(), [second.clone(), first.clone()]);
+        let new = issuer.sign(&claims).expect("sign");
+        let served = jwks(&issuer).await;
+        assert!(verifies(&old, &served, DevAlg::Es256), "a token of the previous key still verifies");
+        assert!(verifies(&new, &served, DevAlg::Es256), "a token of the new key verifies");
+        assert_eq!(jsonwebtoken::decode_header(&new).expect("header").kid.as_deref(), Some(second.as_str()));
+        // The set is bounded: after more rotations the first key is retired.
+        issuer.rotate().expect("rotate");
+        issuer.rotate().expect("rotate");
+        let served = jwks(&issuer).await;
+        assert_eq!(served["keys"].as_array().map(Vec::len), Some(KEPT_KEYS));
+        assert!(!issuer.published_kids().contains(&first));
+        assert!(!verifies(&old, &served, DevAlg::Es256), "a retired key's token no longer verifies");
+    }
+
+    #[tokio::test]
+    async fn mint_many_keeps_the_order_and_signs_every_token() {
         for alg in [DevAlg::Es256, DevAlg::Rs256] {
-            let args = parse(&[
-                "--sub",
-                "alice",
-                "--tenant",
-                "acme",
-                "--role",
-                "user",
-                "--role",
-                "auditor",
-                "--scope",
-                "a.read",
-                "--scope",
-                "b.write",
-                "--alg",
-                alg.as_str(),
-                "--audience",
-                "gw",
-                "--ttl",
-                "30m",
-            ]);
-            let issuer = DevIssuer::start_with(0, args.alg).await.expect("issuer");
-            let tokens = args.mint(&issuer).expect("mint");
-            assert_eq!(tokens.len(), 1);
-            assert_eq!(header(&tokens[0])["alg"], alg.as_str());
-            let jwks: Value =
-                reqwest::get(format!("{}/jwks.json", issuer.issuer())).await.expect("jwks").json().await.expect("json");
-            let jwk = &jwks["keys"][0];
-            assert_eq!(jwk["alg"], alg.as_str());
-            assert_eq!(jwk["kid"], header(&tokens[0])["kid"]);
-            let claims = verify(&tokens[0], jwk, alg.jwt(), "gw");
-            assert_eq!(claims["iss"], issuer.issuer());
-            assert_eq!((claims["sub"].as_str(), claims["tenant"].as_str()), (Some("alice"), Some("acme")));
-            assert_eq!(claims["realm_access"]["roles"], json!(["user", "auditor"]));
-            assert_eq!(claims["scope"], "a.read b.write");
-            assert_eq!(claims["exp"].as_i64().zip(claims["iat"].as_i64()).map(|(e, i)| e - i), Some(1800));
+            let issuer = DevIssuer::start_with(0, alg).await.expect("issuer");
+            let tokens = issuer.mint_many(7, |i| Ok(json!({ "sub": format!("s-{i}"), "exp": 4_000_000_000_i64 })));
+            let tokens = tokens.expect("mint");
+            let served = jwks(&issuer).await;
+            for (i, token) in tokens.iter().enumerate() {
+                assert!(verifies(token, &served, alg), "token {i} verifies");
+                let payload = token.split('.').nth(1).expect("payload");
+                let claims: Value =
+                    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
+                assert_eq!(claims["sub"], format!("s-{i}"));
+            }
+            assert!(issuer.mint_many(0, |_| Ok(json!({}))).expect("none").is_empty());
         }
-    }
-
-    #[tokio::test]
-    async fn defaults_and_several_tokens() {
-        let args = parse(&["--tokens", "3", "--tenant", ""]);
-        assert_eq!(args.alg, DevAlg::Es256);
-        let issuer = DevIssuer::start_with(0, args.alg).await.expect("issuer");
-        let tokens = args.mint(&issuer).expect("mint");
-        let subs: Vec<Value> = tokens.iter().map(|t| payload(t)["sub"].clone()).collect();
-        assert_eq!(subs, [json!("user-0"), json!("user-1"), json!("user-2")]);
-        let claims = payload(&tokens[0]);
-        assert!(claims.get("tenant").is_none(), "--tenant '' leaves the claim out: {claims}");
-        assert_eq!(
-            (claims["aud"].as_str(), claims["scope"].as_str()),
-            (Some(super::super::DEMO_AUDIENCE), Some("sandbox.read sandbox.write"))
-        );
-        assert_eq!(claims["realm_access"]["roles"], json!(["user"]));
-        assert!(Cmd::try_parse_from(["dev-issuer", "--alg", "HS256"]).is_err(), "only ES256 and RS256");
     }
 }
