@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
+mod index;
+
 use crate::canonical::{self, PathError, PathOptions};
 use crate::config::{RouteConfig, RouteMatch, UpstreamProtocol};
+use index::RouteIndex;
 
 /// Where a route forwards to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,9 @@ impl Route {
         Ok(Self { cfg: cfg.clone(), target, protocol, paths: cfg.paths.over(paths) })
     }
 
+    /// Whether this route matches `path`, by itself: the reference the
+    /// index is checked against.
+    #[cfg(test)]
     fn matches(&self, path: &str) -> bool {
         match &self.cfg.matches {
             RouteMatch::GrpcService(service) => path
@@ -67,10 +73,12 @@ impl Route {
     }
 }
 
-/// The routes, tried in order.
+/// The routes, tried in order: the first matching one wins, found through
+/// an index built once per table.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    index: RouteIndex,
     paths: PathOptions,
 }
 
@@ -90,11 +98,18 @@ impl RouteTable {
     /// From the config, with the global path options.
     pub fn new(cfgs: &[RouteConfig], paths: &PathOptions) -> Result<Self, String> {
         let routes = cfgs.iter().map(|c| Route::new(c, paths)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { routes, paths: *paths })
+        let index = RouteIndex::new(routes.iter().map(|r| &r.cfg.matches));
+        Ok(Self { routes, index, paths: *paths })
     }
 
     /// The first route matching the canonical `path`, with its index.
     pub fn find(&self, path: &str) -> Option<(usize, &Route)> {
+        self.index.find(path).map(|i| (i, &self.routes[i]))
+    }
+
+    /// [`Self::find`] by trying every route in order: the reference.
+    #[cfg(test)]
+    fn find_linear(&self, path: &str) -> Option<(usize, &Route)> {
         self.routes.iter().enumerate().find(|(_, r)| r.matches(path))
     }
 
@@ -125,93 +140,4 @@ impl RouteTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn route(m: RouteMatch) -> RouteConfig {
-        RouteConfig {
-            name: "r".into(),
-            matches: m,
-            upstream: "unix:///tmp/x.sock".into(),
-            upstream_protocol: None,
-            keep_authorization: false,
-            allow_query_token: false,
-            allow_upgrade: false,
-            timeout_ms: 1000,
-            classifier: None,
-            paths: Default::default(),
-            stream_idle_timeout_ms: 0,
-            max_request_body_bytes: 1 << 20,
-            max_connections: 8,
-            max_pending: 8,
-            upstream_host: Default::default(),
-        }
-    }
-
-    fn table(cfgs: &[RouteConfig]) -> RouteTable {
-        RouteTable::new(cfgs, &PathOptions::default()).expect("valid")
-    }
-
-    #[test]
-    fn grpc_service_matches_whole_service_names() {
-        let t = table(&[route(RouteMatch::GrpcService("sandbox.v1.SandboxService".into()))]);
-        assert!(t.find("/sandbox.v1.SandboxService/GetSandbox").is_some());
-        assert!(t.find("/sandbox.v1.SandboxServiceX/GetSandbox").is_none());
-        assert!(t.find("/sandbox.v1.SandboxService/").is_none());
-        assert!(t.find("/sandbox.v1.SandboxService/a/b").is_none());
-        assert_eq!(t.routes()[0].protocol, UpstreamProtocol::H2);
-    }
-
-    #[test]
-    fn path_prefix_matches_whole_segments() {
-        let t = table(&[route(RouteMatch::PathPrefix("/v1".into()))]);
-        assert!(t.find("/v1").is_some());
-        assert!(t.find("/v1/x").is_some());
-        assert!(t.find("/v1x").is_none());
-        assert_eq!(t.routes()[0].protocol, UpstreamProtocol::Http1);
-    }
-
-    #[test]
-    fn upstreams_parse() {
-        let mut r = route(RouteMatch::PathPrefix("/".into()));
-        r.upstream = "http://127.0.0.1:9000".into();
-        assert_eq!(
-            Route::new(&r, &PathOptions::default()).expect("valid").target,
-            Target::Tcp("127.0.0.1:9000".into())
-        );
-        r.upstream = "unix://relative.sock".into();
-        assert!(Route::new(&r, &PathOptions::default()).is_err());
-    }
-
-    #[test]
-    fn requests_route_on_their_canonical_path() {
-        let public = RouteConfig { name: "public".into(), ..route(RouteMatch::PathPrefix("/public".into())) };
-        let api = RouteConfig { name: "api".into(), ..route(RouteMatch::PathPrefix("/api".into())) };
-        let t = table(&[public, api]);
-        let (_, r, p) = t.resolve("/public/../api/x").expect("resolves");
-        assert_eq!((r.cfg.name.as_str(), p.as_str()), ("api", "/api/x"));
-        let (_, r, p) = t.resolve("/public//%2e%2e/api/x").expect("resolves");
-        assert_eq!((r.cfg.name.as_str(), p.as_str()), ("api", "/api/x"));
-        assert_eq!(t.resolve("/public/..%2fapi/x").err(), Some(Unresolved::Path(PathError::EncodedSlash)));
-        assert_eq!(t.resolve("/nowhere/../x").err(), Some(Unresolved::NoRoute("/x".into())));
-        assert_eq!(t.resolve("/..").err(), Some(Unresolved::Path(PathError::AboveRoot)));
-    }
-
-    #[test]
-    fn a_route_that_reads_escaped_slashes_differently_must_still_match() {
-        let mut files = RouteConfig { name: "files".into(), ..route(RouteMatch::PathPrefix("/files".into())) };
-        files.paths.escaped_slashes = Some(canonical::EscapedSlashes::Unescape);
-        let api = RouteConfig { name: "api".into(), ..route(RouteMatch::PathPrefix("/api".into())) };
-        let mut keep = RouteConfig { name: "blobs".into(), ..route(RouteMatch::PathPrefix("/blobs".into())) };
-        keep.paths.escaped_slashes = Some(canonical::EscapedSlashes::Keep);
-        let t = table(&[files, api, keep]);
-        let (_, r, p) = t.resolve("/files/a%2Fb").expect("unescaped on its route");
-        assert_eq!((r.cfg.name.as_str(), p.as_str()), ("files", "/files/a/b"));
-        // Decoded, this path leaves the route it was matched on.
-        assert_eq!(t.resolve("/files/..%2Fapi/x").err(), Some(Unresolved::Ambiguous));
-        let (_, r, p) = t.resolve("/blobs/a%2fb").expect("kept on its route");
-        assert_eq!((r.cfg.name.as_str(), p.as_str()), ("blobs", "/blobs/a%2Fb"));
-        assert_eq!(t.resolve("/blobs/..%2F..%2Fapi").err(), Some(Unresolved::Path(PathError::AmbiguousDotSegment)));
-        assert_eq!(t.resolve("/api/a%2Fb").err(), Some(Unresolved::Path(PathError::EncodedSlash)));
-    }
-}
+mod tests;
