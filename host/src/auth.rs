@@ -388,7 +388,7 @@ impl Authenticator {
             return Err(TokenRejection::UnknownIssuer.into());
         };
         let provider = &inner.providers[idx];
-        let (verified, key) = provider.verify(token, &parsed, now).await?;
+        let (verified, key) = provider.verify(&parsed, now).await?;
         let verified = Arc::new(verified);
         if use_cache {
             inner.cache.insert(

@@ -9,9 +9,11 @@
 mod jws;
 mod time;
 
+#[cfg(test)]
+pub(crate) use jws::B64URL;
 pub use jws::JwtError;
 #[cfg(any(test, feature = "testing"))]
-pub(crate) use jws::{B64URL, parse_jws};
+pub(crate) use jws::parse_jws;
 pub(crate) use jws::{JwtHeader, ParsedJwt, alg_from_name, audience_matches, kid_is_valid, numeric_date, parse};
 pub use time::TimeError;
 pub(crate) use time::{check_times, now_unix};

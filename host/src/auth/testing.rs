@@ -6,14 +6,13 @@
 //! provider does (`Provider::verify`) minus the claims:
 //! the strict pre-parse (without its payload rules, since vector payloads are
 //! not JWT claims), the key by `kid`, the key's own algorithm, then the same
-//! signature primitive `jsonwebtoken::decode` calls.
+//! signature primitive (`ProviderKey::verify`) over the decoded signature.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 
 use super::JwtError;
 use super::jwks::{self, ProviderKey};
@@ -55,8 +54,7 @@ impl JwsVerifier {
     /// own error text).
     pub fn from_jwks(doc: &[u8], algorithms: &[&str]) -> Result<Self, String> {
         let allowed: Vec<Algorithm> = algorithms.iter().filter_map(|a| jose::alg_from_name(a)).collect();
-        let template = Validation::new(allowed.first().copied().unwrap_or(Algorithm::RS256));
-        let keys = jwks::parse_jwks("testing", doc, &allowed, &template).map_err(|e| e.to_string())?;
+        let keys = jwks::parse_jwks("testing", doc, &allowed).map_err(|e| e.to_string())?;
         Ok(Self { keys })
     }
 
@@ -81,21 +79,14 @@ impl JwsVerifier {
         if jws.header.alg != key.alg {
             return Err(JwsRejection::AlgorithmMismatch);
         }
-        let signature = &token[jws.signing_input.len() + 1..];
-        if verify_with(key, jws.signing_input.as_bytes(), signature) { Ok(()) } else { Err(JwsRejection::BadSignature) }
+        if key.verify(jws.signing_input.as_bytes(), &jws.signature) { Ok(()) } else { Err(JwsRejection::BadSignature) }
     }
 
     /// The signature primitive alone: does key `kid` verify `signature` over `message`?
     pub fn verify_raw(&self, kid: &str, message: &[u8], signature: &[u8]) -> Result<bool, JwsRejection> {
         let key = self.keys.get(kid).ok_or(JwsRejection::UnknownKid)?;
-        Ok(verify_with(key, message, &jose::B64URL.encode(signature)))
+        Ok(key.verify(message, signature))
     }
-}
-
-/// What `jsonwebtoken::decode` does once the algorithm is settled: the
-/// provider's verifier for the key's algorithm over the signed bytes.
-fn verify_with(key: &ProviderKey, message: &[u8], signature_b64: &str) -> bool {
-    jsonwebtoken::crypto::verify(signature_b64, message, &key.key, key.alg).unwrap_or(false)
 }
 
 /// What the strict pre-parse saw in a token (for fuzzing).

@@ -7,7 +7,6 @@
 //! change processing (`crit`, `b64`) or nest tokens (`cty`) are refused; a
 //! `kid` is a short visible-ASCII string used only as an opaque map key.
 
-use std::collections::btree_map::Entry;
 use std::fmt;
 
 use base64::Engine as _;
@@ -16,6 +15,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 /// Canonical unpadded base64url: padding, non-alphabet characters and
@@ -282,9 +282,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Array(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        // A BTreeMap detects duplicates directly; serde_json's Map (without
-        // `preserve_order`) is a BTreeMap too, so no ordering is lost.
-        let mut out = std::collections::BTreeMap::new();
+        // Built in place: the map's entry API detects a repeated name as it
+        // is inserted (no second map to collect into).
+        let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             let StrictValue(v) = map.next_value_seed(StrictSeed)?;
             match out.entry(key) {
@@ -294,7 +294,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
                 }
             }
         }
-        Ok(Value::Object(out.into_iter().collect()))
+        Ok(Value::Object(out))
     }
 }
 
