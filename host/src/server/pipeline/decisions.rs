@@ -88,6 +88,8 @@ pub(super) fn expiry(verified: &Verified) -> Option<i64> {
 
 impl Decisions {
     /// An empty cache of at most `max_bytes`.
+    // moka's weigher takes `&K`, and the key is a `Box<[u8]>`.
+    #[allow(clippy::borrowed_box)]
     pub(super) fn new(max_bytes: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
