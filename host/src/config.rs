@@ -311,6 +311,17 @@ impl Config {
         {
             return Err(ConfigError::Workers(n));
         }
+        // Bindings outside `policy:` serve classifiers and claims-mappers,
+        // which have no decision cache to opt out of.
+        for r in &self.routes {
+            r.classifier
+                .as_ref()
+                .map_or(Ok(()), |b| b.not_an_authorizer(|| format!("routes.{}.classifier", r.name)))?;
+        }
+        for p in &self.auth.providers {
+            let at = || format!("auth.providers.{}.claims_mapper", p.name);
+            p.claims_mapper.as_ref().map_or(Ok(()), |b| b.not_an_authorizer(at))?;
+        }
         if self.admin.as_ref().is_some_and(|a| a.require_scope.is_some())
             && self.auth.providers.is_empty()
             && self.auth.gateway_tokens.is_none()

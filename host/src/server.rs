@@ -25,6 +25,9 @@ use http::StatusCode;
 
 pub use headers::IdentityHeaders;
 pub use listener::{Listener, TlsFiles};
+/// The pipeline's policy stage over its real caches, for benchmarks.
+#[cfg(feature = "testing")]
+pub use pipeline::PolicyStage;
 pub use reject::Rejection;
 
 use crate::auth::Authenticator;

@@ -6,6 +6,7 @@ mod config_check;
 mod connections;
 mod credentials;
 mod decision_log;
+mod decisions;
 mod first_hour;
 mod framing;
 mod gateway_tokens;

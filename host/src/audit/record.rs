@@ -95,6 +95,11 @@ pub struct ComponentRef {
     pub name: String,
     /// The sha256 of the component's bytes, hex.
     pub sha256: String,
+    /// The answer came from the decision cache (an authorizer's earlier
+    /// answer to the same input in the same policy generation), not from
+    /// a call to the component; left out when `false`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 fn phases<S: Serializer>(phases: &[(&'static str, u64)], s: S) -> Result<S::Ok, S::Error> {

@@ -24,6 +24,12 @@ pub enum PolicyConfigError {
     /// An entry of `policy.tenants` binds neither role.
     #[error("policy.tenants.{0} overrides nothing")]
     TenantOverridesNothing(String),
+    /// `cache_decisions` is set on a binding that is not an authorizer.
+    #[error(
+        "{0}.cache_decisions: only authorizer bindings have a decision cache (classifications are cached per path \
+         and principals per token whatever the binding says)"
+    )]
+    CacheDecisionsNotAuthorizer(String),
 }
 
 /// Limits and sources of policy components.
@@ -96,12 +102,36 @@ pub struct BindingConfig {
     /// is compared, logged and counted, and never changes the outcome.
     #[serde(default)]
     pub shadow: Option<ShadowConfig>,
+    /// Authorizer bindings only (refused on any other role): whether the
+    /// gateway may reuse this authorizer's allow or deny for a later call
+    /// with exactly the same input (the same policy generation, call,
+    /// classification and authentication), until the caller's token
+    /// expires. Default `true`: the WIT contract requires an authorizer's
+    /// answer to be a pure function of its input. Set `false` for a
+    /// component that must see every call; failures are never reused.
+    #[serde(default)]
+    pub cache_decisions: Option<bool>,
 }
 
 impl BindingConfig {
     /// A binding of an embedded component with no settings.
     pub fn builtin(name: &str) -> Self {
-        Self { plugin: format!("builtin:{name}"), settings: BTreeMap::new(), shadow: None }
+        Self { plugin: format!("builtin:{name}"), settings: BTreeMap::new(), shadow: None, cache_decisions: None }
+    }
+
+    /// Whether an authorizer bound this way may have its decisions cached
+    /// (`cache_decisions`, default `true`).
+    pub fn caches_decisions(&self) -> bool {
+        self.cache_decisions.unwrap_or(true)
+    }
+
+    /// Refuses `cache_decisions` on this binding, which serves a role other
+    /// than the authorizer; `at` names it (`policy.classifier`, ...).
+    pub(super) fn not_an_authorizer(&self, at: impl FnOnce() -> String) -> Result<(), PolicyConfigError> {
+        match self.cache_decisions {
+            Some(_) => Err(PolicyConfigError::CacheDecisionsNotAuthorizer(at())),
+            None => Ok(()),
+        }
     }
 
     /// A setting as the component reads it: strings as they are, other
@@ -166,14 +196,20 @@ impl Default for PolicyConfig {
 }
 
 impl PolicyConfig {
-    /// Checks the per-tenant overrides: a usable name, something overridden.
+    /// Checks the per-tenant overrides (a usable name, something
+    /// overridden), and that only authorizers set `cache_decisions`.
     pub(super) fn validate(&self) -> Result<(), PolicyConfigError> {
+        self.classifier.not_an_authorizer(|| "policy.classifier".to_owned())?;
+        self.credential_policy.not_an_authorizer(|| "policy.credential_policy".to_owned())?;
         for (tenant, t) in &self.tenants {
             if tenant.is_empty() || tenant.len() > 256 {
                 return Err(PolicyConfigError::TenantName(tenant.clone()));
             }
             if t.authorizer.is_none() && t.credential_policy.is_none() {
                 return Err(PolicyConfigError::TenantOverridesNothing(tenant.clone()));
+            }
+            if let Some(b) = &t.credential_policy {
+                b.not_an_authorizer(|| format!("policy.tenants.{tenant}.credential_policy"))?;
             }
         }
         Ok(())
@@ -200,6 +236,34 @@ mod tests {
         let authorizer = Some(BindingConfig::builtin("rbac-authorizer"));
         policy.tenants.insert(String::new(), TenantPolicyConfig { authorizer, credential_policy: None });
         assert_eq!(policy.validate(), Err(PolicyConfigError::TenantName(String::new())));
+    }
+
+    #[test]
+    fn only_authorizer_bindings_may_set_cache_decisions() {
+        let load = |yaml: &str| crate::config::Config::from_yaml(yaml).map(|c| c.policy);
+        let p = load("policy:\n  authorizer: { plugin: builtin:rbac-authorizer, cache_decisions: false }\n")
+            .expect("an authorizer may opt out");
+        assert!(!p.authorizer.caches_decisions());
+        assert!(PolicyConfig::default().authorizer.caches_decisions(), "on by default");
+        let tenant = "policy:\n  tenants:\n    acme:\n      authorizer: { plugin: builtin:rbac-authorizer, cache_decisions: false }\n";
+        assert!(load(tenant).is_ok());
+        for (yaml, at) in [
+            (
+                "policy:\n  classifier: { plugin: builtin:default-classifier, cache_decisions: false }\n",
+                "policy.classifier",
+            ),
+            (
+                "policy:\n  tenants:\n    acme:\n      credential_policy: { plugin: builtin:default-credential-policy, cache_decisions: true }\n",
+                "policy.tenants.acme.credential_policy",
+            ),
+            (
+                "routes:\n  - name: r\n    match: { path_prefix: /v1 }\n    upstream: \"http://127.0.0.1:1\"\n    classifier: { plugin: builtin:default-classifier, cache_decisions: false }\n",
+                "routes.r.classifier",
+            ),
+        ] {
+            let err = load(yaml).expect_err(at).to_string();
+            assert!(err.contains(&format!("{at}.cache_decisions: only authorizer bindings")), "{err}");
+        }
     }
 
     #[test]

@@ -320,6 +320,6 @@ impl Loader<'_> {
             Some(s) => Some(self.binding(&s.plugin, s.settings.as_ref().unwrap_or(&cfg.settings), iface).await?),
             None => None,
         };
-        Ok(Slot::new(iface, scope, active, shadow))
+        Ok(Slot::new(iface, scope, active, shadow).with_decision_cache(cfg.caches_decisions()))
     }
 }

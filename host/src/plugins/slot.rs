@@ -92,13 +92,29 @@ pub struct Slot {
     scope: Scope,
     active: Binding,
     shadow: Option<Shadow>,
+    /// Whether the gateway may reuse this authorizer's decisions
+    /// (`cache_decisions`); meaningless for other roles.
+    cache_decisions: bool,
 }
 
 impl Slot {
     /// A slot for `role` in `scope` answered by `active`, with an optional shadow.
     pub fn new(role: Interface, scope: Scope, active: Binding, shadow: Option<Binding>) -> Self {
         let shadow = shadow.map(|binding| Shadow { binding, stats: Arc::default() });
-        Self { role, scope, active, shadow }
+        Self { role, scope, active, shadow, cache_decisions: true }
+    }
+
+    /// The same slot, with its decisions cached or not (`cache_decisions`;
+    /// on by default).
+    pub fn with_decision_cache(mut self, on: bool) -> Self {
+        self.cache_decisions = on;
+        self
+    }
+
+    /// Whether the gateway may reuse this slot's decisions for a later call
+    /// with the same input.
+    pub fn caches_decisions(&self) -> bool {
+        self.cache_decisions
     }
 
     /// The role.
@@ -171,16 +187,26 @@ impl Slot {
         request: &id::AuthzRequest,
     ) -> (Result<id::Decision, PolicyError>, Option<ShadowRun>) {
         let got = self.active.authorize(request).await;
-        let run = self.shadow.as_ref().map(|shadow| {
-            let active = got.as_ref().map(decision_text).map_err(|e| e.kind());
+        let run = self.shadow_of(request, got.as_ref().map(decision_text).map_err(|e| e.kind()));
+        (got, run)
+    }
+
+    /// Starts the shadow's evaluation of `request` (`None` without a
+    /// shadow) against `active`, a decision the host already had for it (a
+    /// cached one): the shadow still sees every call.
+    pub fn shadow_authorize(&self, request: &id::AuthzRequest, active: &id::Decision) -> Option<ShadowRun> {
+        self.shadow_of(request, Ok(decision_text(active)))
+    }
+
+    fn shadow_of(&self, request: &id::AuthzRequest, active: Result<String, &'static str>) -> Option<ShadowRun> {
+        self.shadow.as_ref().map(|shadow| {
             let (b, request) = (shadow.binding.clone(), request.clone());
             let path = request.call.path.clone();
             let subject = request.authentication.principal.as_ref().map(|p| p.subject.clone()).unwrap_or_default();
             self.spawn_shadow(shadow, active, path, subject, async move {
                 b.authorize(&request).await.as_ref().map(decision_text).map_err(|e| e.kind())
             })
-        });
-        (got, run)
+        })
     }
 
     /// Selects credentials with the active binding; the shadow, if any, runs after.

@@ -315,7 +315,16 @@ impl Call {
             role: slot.role().role(),
             name: plugin.name().to_owned(),
             sha256: plugin.sha256().to_owned(),
+            cached: false,
         });
+    }
+
+    /// Notes that the last component [`Call::decided_by`] named answered
+    /// from the decision cache.
+    pub(super) fn decided_from_cache(&mut self) {
+        if let Some(last) = self.deciders.last_mut() {
+            last.cached = true;
+        }
     }
 
     /// The class, once classified.

@@ -5,6 +5,7 @@
 //! credentials → forward → record. Each phase is a method on [`Call`]
 //! returning `Result<_, Reject>`; the first rejection answers the call.
 
+mod decisions;
 mod policy;
 mod target;
 
@@ -14,6 +15,8 @@ use axum::body::Body;
 use http::{HeaderMap, Request, Response, request::Parts};
 use tracing::{Instrument as _, Span};
 
+#[cfg(feature = "testing")]
+pub use decisions::PolicyStage;
 pub(super) use policy::Caches;
 
 use super::State;
@@ -104,7 +107,7 @@ impl Call {
         self.classify(state, &policy, &parts.method).await;
         let caller = self.authenticate(state, parts).await?;
         self.map(state, &policy, &caller).await?;
-        self.authorize(&policy).await?;
+        self.authorize(state, &policy, decisions::expiry(&caller.verified)).await?;
         self.credentials(state, &policy, parts).await?;
         Ok(upgrade)
     }
@@ -252,17 +255,27 @@ impl Call {
         Ok(())
     }
 
-    /// Authorize; any failure of the component denies.
-    async fn authorize(&mut self, policy: &PolicySet) -> Result<(), Reject> {
+    /// Authorize, from the decision cache when the same input was decided
+    /// before in this policy generation (until the token's `expires_at`);
+    /// any failure of the component denies.
+    async fn authorize(&mut self, state: &State, policy: &PolicySet, expires_at: Option<i64>) -> Result<(), Reject> {
         let request = self.request()?;
         let tenant = request.authentication.principal.as_ref().and_then(|p| p.tenant.as_deref());
         let slot = policy.authorizer(tenant);
         self.decided_by(slot);
-        let span = policy::policy_span(slot);
-        let (answer, shadow) = slot.authorize_with_shadow(&request).instrument(span.clone()).await;
-        policy::record_answer(&span, answer.as_ref().map(|d| Some(matches!(d, Decision::Allow))));
-        self.shadow = shadow;
-        let verdict = match answer {
+        let span = decisions::span(slot);
+        let answer = state
+            .caches
+            .decisions
+            .authorize(policy.generation(), slot, &request, expires_at)
+            .instrument(span.clone())
+            .await;
+        decisions::record(&span, &answer);
+        if answer.cached {
+            self.decided_from_cache();
+        }
+        self.shadow = answer.shadow;
+        let verdict = match answer.decision {
             Ok(Decision::Allow) => Ok(()),
             Ok(Decision::Deny(reason)) => Err(reason),
             Err(e) => Err(format!("failed closed: {e}")),

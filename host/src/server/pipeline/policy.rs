@@ -22,6 +22,9 @@ pub(in crate::server) struct Caches {
     /// Mapped principal per token, with the policy generation that mapped it
     /// and the token's expiry; never served past either.
     principals: Cache<Arc<str>, (u64, i64, Arc<Principal>)>,
+    /// Authorizer decisions per (policy generation, whole request), until
+    /// the token's expiry ([`super::decisions`]).
+    pub(super) decisions: super::decisions::Decisions,
 }
 
 fn now_secs() -> i64 {
@@ -33,6 +36,7 @@ impl Caches {
         Self {
             classify: Cache::builder().max_capacity(10_000).build(),
             principals: Cache::builder().max_capacity(50_000).time_to_live(Duration::from_secs(600)).build(),
+            decisions: super::decisions::Decisions::new(super::decisions::MAX_BYTES),
         }
     }
 
