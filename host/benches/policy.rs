@@ -164,12 +164,12 @@ fn pipeline_stage(
 ) {
     let token = Verified::Oidc {
         provider: Arc::from("dev"),
-        token: Arc::new(VerifiedToken {
-            claims_json: claims.to_owned(),
-            subject: "bob".into(),
-            expires_at: 4_000_000_000,
-            issuer: "https://idp.example/realms/demo".into(),
-        }),
+        token: Arc::new(VerifiedToken::new(
+            claims.to_owned(),
+            "bob".into(),
+            4_000_000_000,
+            "https://idp.example/realms/demo".into(),
+        )),
         source: TokenSource::AuthorizationHeader,
     };
     let method = http::Method::POST;
@@ -182,7 +182,7 @@ fn pipeline_stage(
         let (policy, stage, method, token) = (&policy, &stage, &method, &token);
         let once = move || async move {
             let call = held.take().expect("the call");
-            let (call, decision) = stage.run(policy, 0, method, call, token, Some("the-token")).await;
+            let (call, decision) = stage.run(policy, 0, method, call, token).await;
             held.set(Some(call));
             decision.expect("decided")
         };

@@ -22,6 +22,7 @@ mod strip;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod verified;
 #[cfg(test)]
 mod wycheproof;
 
@@ -41,35 +42,12 @@ use crate::tokens::GatewayTokens;
 pub use crate::jose::JwtError;
 pub use error::{AuthError, AuthFailureKind, TokenRejection};
 pub use extract::Presented;
+pub use verified::VerifiedToken;
 
 use cache::VerifiedCache;
 use extract::ExtractConfig;
 use provider::Provider;
 use secret::SandboxSecret;
-
-/// A verified OIDC token. `Debug` shows the claims only as their length.
-#[derive(Clone, PartialEq, Eq)]
-pub struct VerifiedToken {
-    /// The payload, re-serialised from the strictly parsed object (never the raw token).
-    pub claims_json: String,
-    /// `sub`.
-    pub subject: String,
-    /// `exp`, Unix seconds.
-    pub expires_at: i64,
-    /// `iss`.
-    pub issuer: String,
-}
-
-impl fmt::Debug for VerifiedToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifiedToken")
-            .field("claims_json", &format_args!("[{} bytes]", self.claims_json.len()))
-            .field("subject", &self.subject)
-            .field("expires_at", &self.expires_at)
-            .field("issuer", &self.issuer)
-            .finish()
-    }
-}
 
 /// What the credential the caller presented verified as: who, and how.
 /// (The pipeline turns it into the policy's [`crate::identity::Authentication`].)
@@ -206,7 +184,7 @@ impl Authenticator {
                 providers,
                 by_issuer,
                 gateway,
-                cache: VerifiedCache::new(cache::CAPACITY),
+                cache: VerifiedCache::new(cfg.token_cache.max_bytes),
             }),
         })
     }
@@ -324,37 +302,15 @@ impl Authenticator {
     async fn verify_token(&self, token: &str, source: TokenSource, use_cache: bool) -> Result<Verified, AuthError> {
         let inner = &*self.inner;
         let now = now_unix();
-        if use_cache && let Some(hit) = inner.cache.get(token) {
-            if now <= hit.valid_until {
-                match &hit.kind {
-                    cache::Kind::Oidc { token: verified, provider, kid, fingerprint } => {
-                        let provider = &inner.providers[*provider];
-                        if provider.still_has(kid, fingerprint) {
-                            crate::telemetry::record_current("wasmgate.auth.cache", "hit");
-                            return Ok(Verified::Oidc {
-                                provider: provider.name.clone(),
-                                token: verified.clone(),
-                                source,
-                            });
-                        }
-                    }
-                    cache::Kind::Gateway { principal, expires_at, kid, jti } => {
-                        // Retired keys and revoked jtis apply to cached tokens too.
-                        if let Some(g) = &inner.gateway
-                            && g.key_is_live(kid)
-                            && !g.is_revoked(jti)
-                        {
-                            crate::telemetry::record_current("wasmgate.auth.cache", "hit");
-                            return Ok(Verified::Gateway {
-                                principal: principal.clone(),
-                                expires_at: *expires_at,
-                                source,
-                            });
-                        }
-                    }
-                }
+        let key = (use_cache && inner.cache.is_enabled()).then(|| cache::key_of(token));
+        if let Some(key) = &key
+            && let Some(hit) = inner.cache.get(key)
+        {
+            if let Some(verified) = self.still_valid(&hit, now, source) {
+                crate::telemetry::record_current("wasmgate.auth.cache", "hit");
+                return Ok(verified);
             }
-            inner.cache.remove(token);
+            inner.cache.remove(key);
         }
         crate::telemetry::record_current("wasmgate.auth.cache", "miss");
         let parsed = jose::parse(token).map_err(TokenRejection::Malformed)?;
@@ -365,15 +321,15 @@ impl Authenticator {
             && iss == g.issuer()
         {
             let (principal, expires_at) = g.verify_parsed(&parsed, now).map_err(TokenRejection::Gateway)?;
-            if use_cache
+            if let Some(key) = key
                 && let (Some(kid), Some(jti)) =
                     (parsed.header.kid.as_deref(), parsed.claims.get("jti").and_then(serde_json::Value::as_str))
             {
                 inner.cache.insert(
-                    token,
+                    key,
                     cache::Entry {
                         kind: cache::Kind::Gateway {
-                            principal: principal.clone(),
+                            principal: Box::new(principal.clone()),
                             expires_at,
                             kid: kid.to_owned(),
                             jti: jti.to_owned(),
@@ -388,26 +344,51 @@ impl Authenticator {
             return Err(TokenRejection::UnknownIssuer.into());
         };
         let provider = &inner.providers[idx];
-        let (verified, key) = provider.verify(&parsed, now).await?;
+        let (verified, provider_key) = provider.verify(&parsed, now).await?;
         let verified = Arc::new(verified);
-        if use_cache {
+        if let Some(key) = key {
             inner.cache.insert(
-                token,
+                key,
                 cache::Entry {
-                    kind: cache::Kind::Oidc {
-                        token: verified.clone(),
-                        provider: idx,
-                        kid: key.kid.clone(),
-                        fingerprint: key.fingerprint,
-                    },
-                    valid_until: verified.expires_at.saturating_add(provider_leeway(provider)),
+                    kind: cache::Kind::Oidc { token: verified.clone(), provider: idx, key: provider_key },
+                    valid_until: verified.expires_at.saturating_add(provider.leeway()),
                 },
             );
         }
         Ok(Verified::Oidc { provider: provider.name.clone(), token: verified, source })
     }
-}
 
-fn provider_leeway(p: &Provider) -> i64 {
-    p.leeway()
+    /// What a cached entry verified as, if it still holds at `now`: not past
+    /// `exp` plus leeway, its key still in its key set (same material), and
+    /// for a gateway token its `jti` not revoked.
+    fn still_valid(&self, hit: &cache::Entry, now: i64, source: TokenSource) -> Option<Verified> {
+        if now > hit.valid_until {
+            return None;
+        }
+        match &hit.kind {
+            cache::Kind::Oidc { token, provider, key } => {
+                let provider = &self.inner.providers[*provider];
+                provider.still_has(&key.kid, &key.fingerprint).then(|| Verified::Oidc {
+                    provider: provider.name.clone(),
+                    token: token.clone(),
+                    source,
+                })
+            }
+            // Retired keys and revoked jtis apply to cached tokens too.
+            cache::Kind::Gateway { principal, expires_at, kid, jti } => {
+                let g = self.inner.gateway.as_ref()?;
+                (g.key_is_live(kid) && !g.is_revoked(jti)).then(|| Verified::Gateway {
+                    principal: (**principal).clone(),
+                    expires_at: *expires_at,
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Entries in the token cache and their estimated bytes (eventually
+    /// consistent: moka applies inserts and evictions in batches).
+    pub fn token_cache_usage(&self) -> (u64, u64) {
+        self.inner.cache.usage()
+    }
 }

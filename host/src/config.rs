@@ -34,7 +34,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use admin::{AdminConfig, AdminConfigError};
-pub use auth::{AuthConfig, AuthConfigError, GatewayTokensConfig, IdentityHeadersConfig, JwksConfig, ProviderConfig};
+pub use auth::{
+    AuthConfig, AuthConfigError, GatewayTokensConfig, IdentityHeadersConfig, JwksConfig, ProviderConfig,
+    TokenCacheConfig,
+};
 pub use decision_log::{
     DecisionLogConfig, DecisionLogConfigError, FileSinkConfig, HttpSinkConfig, MASKABLE_FIELDS, SinkConfig,
 };

@@ -226,8 +226,7 @@ impl Gateway {
             .await
             .map_err(|e| Rejection::from(&e))?;
         let policy = self.policy();
-        let token = presented.bearer().map(|(t, _)| t.expose());
-        let authentication = state.caches.authentication(&policy, &verified, token).await.map_err(|reason| {
+        let authentication = state.caches.authentication(&policy, &verified).await.map_err(|reason| {
             tracing::info!(%reason, "admin call refused: the token maps to no principal");
             Rejection::Forbidden
         })?;

@@ -466,3 +466,41 @@ async fn fifty_swaps_under_concurrent_load_fail_no_call_and_in_flight_calls_fini
     let cached = std::fs::read_dir(cache.path().join("cache")).expect("cache dir").count();
     assert!(cached >= 2, "{cached} artifacts cached");
 }
+
+/// The principal a token mapped to is kept in its token-cache entry for the
+/// policy generation that mapped it: after a hot swap of the claims mapper
+/// the same (cached) token is mapped again by the new mapper, never served
+/// the old principal; and with the cache off (`max_bytes: 0`) every call
+/// maps afresh and still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_swapped_mapper_maps_a_cached_token_again() {
+    for max_bytes in ["16777216", "0"] {
+        let folder = Folder::new();
+        folder.put("mapper.wasm", &versioned_mapper(b'A'));
+        let admin = free_port();
+        let dir = support::path_str(folder.path());
+        let env = start(|y| {
+            with_plugins(y, admin, &format!("  dir: \"{dir}\"\n"))
+                .replace("plugin: builtin:oidc-claims-mapper", "plugin: mapper.wasm")
+                .replacen("auth:\n", &format!("auth:\n  token_cache: {{ max_bytes: {max_bytes} }}\n"), 1)
+        })
+        .await;
+        let c = http();
+        let token = env.token("bob", &["user"], "sandbox.read");
+        for _ in 0..3 {
+            let (status, body) = caller(&env, &c, &token).await;
+            assert_eq!((status, version_of(&body)), (200, Some('A')), "max_bytes {max_bytes}: {body}");
+        }
+        let before = generation(&c, admin).await;
+        folder.put("mapper.wasm", &versioned_mapper(b'B'));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while generation(&c, admin).await == before {
+            assert!(Instant::now() < deadline, "swap not live; log:\n{}", env.logs());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for _ in 0..3 {
+            let (status, body) = caller(&env, &c, &token).await;
+            assert_eq!((status, version_of(&body)), (200, Some('B')), "max_bytes {max_bytes}: {body}");
+        }
+    }
+}

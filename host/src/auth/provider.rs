@@ -287,7 +287,7 @@ impl Provider {
             _ => return Err(TokenRejection::Claim("sub").into()),
         };
         let claims_json = serde_json::to_string(c).map_err(|_| TokenRejection::Claim("payload"))?;
-        Ok(VerifiedToken { claims_json, subject, expires_at: exp, issuer })
+        Ok(VerifiedToken::new(claims_json, subject, exp, issuer))
     }
 }
 

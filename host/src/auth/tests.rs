@@ -24,6 +24,8 @@ use crate::config::{GatewayTokensConfig, JwksConfig, ProviderConfig, SecretSourc
 use crate::identity::AuthClass;
 use crate::jose::{B64URL, now_unix};
 
+mod token_cache;
+
 // ---------------------------------------------------------------- keys
 
 struct TestKey {
@@ -984,12 +986,7 @@ fn errors_map_to_three_outcomes_and_never_show_tokens() {
     assert_eq!(AuthError::Missing.kind(), AuthFailureKind::Missing);
     assert_eq!(AuthError::InvalidRequest("x").kind(), AuthFailureKind::InvalidRequest);
     assert_eq!(AuthError::Unavailable { provider: "p".into() }.kind(), AuthFailureKind::Unavailable);
-    let v = VerifiedToken {
-        claims_json: r#"{"secret":"claim"}"#.into(),
-        subject: "s".into(),
-        expires_at: 1,
-        issuer: "i".into(),
-    };
+    let v = VerifiedToken::new(r#"{"secret":"claim"}"#.into(), "s".into(), 1, "i".into());
     assert!(!format!("{v:?}").contains("claim\""));
 }
 

@@ -131,6 +131,26 @@ pub struct AuthConfig {
     pub providers: Vec<ProviderConfig>,
     /// The gateway's own tokens; disabled when absent.
     pub gateway_tokens: Option<GatewayTokensConfig>,
+    /// The cache of verified tokens (and their mapped principals).
+    pub token_cache: TokenCacheConfig,
+}
+
+/// The cache of verified tokens: one entry per token, holding what it
+/// verified as and, for an OIDC token, the principal its claims mapped to.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenCacheConfig {
+    /// The bound on the cache's estimated size, bytes (token digest,
+    /// claims, principal and the cache's own bookkeeping per entry); the
+    /// least useful entries are evicted beyond it. 0 disables the cache:
+    /// every token is verified and mapped on every request.
+    pub max_bytes: u64,
+}
+
+impl Default for TokenCacheConfig {
+    fn default() -> Self {
+        Self { max_bytes: 16 * 1024 * 1024 }
+    }
 }
 
 impl Default for AuthConfig {
@@ -145,6 +165,7 @@ impl Default for AuthConfig {
             max_token_bytes: 8 * 1024,
             providers: Vec::new(),
             gateway_tokens: None,
+            token_cache: TokenCacheConfig::default(),
         }
     }
 }

@@ -233,13 +233,12 @@ impl Call {
             }
         }
         self.done(Phase::Authenticate);
-        Ok(Caller { verified, presented })
+        Ok(Caller { verified })
     }
 
     /// Map the verified claims to a principal (cached per token until it
     /// expires), and confine it to its provider's tenants.
     async fn map(&mut self, state: &State, policy: &PolicySet, caller: &Caller) -> Result<(), Reject> {
-        let token = caller.presented.bearer().map(|(t, _)| t.expose());
         if let crate::auth::Verified::Oidc { provider, .. } = &caller.verified
             && let Some(mapper) = policy.mapper(provider)
         {
@@ -247,7 +246,7 @@ impl Call {
         }
         let authentication = state
             .caches
-            .authentication(policy, &caller.verified, token)
+            .authentication(policy, &caller.verified)
             .await
             .map_err(|reason| Reject::new(Rejection::Forbidden, reason))?;
         self.authentication = Some(authentication);
@@ -385,7 +384,7 @@ impl Call {
 
 /// The authenticate phase's result, for the map phase.
 struct Caller {
+    /// What the credential verified as; for an OIDC token, its token-cache
+    /// entry, which also keeps the mapped principal.
     verified: crate::auth::Verified,
-    /// What was presented: the bearer token is the principal cache's key.
-    presented: crate::auth::Presented,
 }

@@ -305,10 +305,9 @@ mod bench {
             method: &http::Method,
             call: CallInfo,
             verified: &Verified,
-            token: Option<&str>,
         ) -> (CallInfo, Result<Decision, String>) {
             let classification = self.caches.classify(policy, route, method, &call).await;
-            let authentication = match self.caches.authentication(policy, verified, token).await {
+            let authentication = match self.caches.authentication(policy, verified).await {
                 Ok(a) => a,
                 Err(e) => return (call, Err(e)),
             };

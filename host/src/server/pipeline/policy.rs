@@ -2,14 +2,14 @@
 //! principals, and upstream credentials.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
 use tracing::{Instrument as _, Span};
 
 use super::super::reject::Rejection;
 use super::Reject;
-use crate::auth::Verified;
+use crate::auth::{Verified, VerifiedToken};
 use crate::credentials::CredentialResolver;
 use crate::identity::{AuthKind, Authentication, AuthzRequest, CallInfo, Classification, Principal, TokenSource};
 use crate::plugins::{PolicySet, Slot};
@@ -19,9 +19,8 @@ use crate::plugins::{PolicySet, Slot};
 pub(in crate::server) struct Caches {
     /// Classification per (policy generation, route, HTTP method, path).
     classify: Cache<(u64, usize, http::Method, String), Classification>,
-    /// Mapped principal per token, with the policy generation that mapped it
-    /// and the token's expiry; never served past either.
-    principals: Cache<Arc<str>, (u64, i64, Arc<Principal>)>,
+    // Mapped principals are kept in the token cache's entry itself (see
+    // `crate::auth::VerifiedToken::mapped_principal`), not here.
     /// Authorizer decisions per (policy generation, whole request), until
     /// the token's expiry ([`super::decisions`]).
     pub(super) decisions: super::decisions::Decisions,
@@ -35,7 +34,6 @@ impl Caches {
     pub(in crate::server) fn new() -> Self {
         Self {
             classify: Cache::builder().max_capacity(10_000).build(),
-            principals: Cache::builder().max_capacity(50_000).time_to_live(Duration::from_secs(600)).build(),
             decisions: super::decisions::Decisions::new(super::decisions::MAX_BYTES),
         }
     }
@@ -74,7 +72,6 @@ impl Caches {
         &self,
         policy: &PolicySet,
         verified: &Verified,
-        token: Option<&str>,
     ) -> Result<Authentication, String> {
         Ok(match verified {
             Verified::Anonymous => Authentication::anonymous(),
@@ -91,8 +88,7 @@ impl Caches {
                 principal: Some(principal.clone()),
             },
             Verified::Oidc { provider, token: verified, source } => {
-                let principal =
-                    self.principal(policy, provider, &verified.claims_json, verified.expires_at, token).await?;
+                let principal = self.principal(policy, provider, verified).await?;
                 Authentication {
                     kind: AuthKind::OidcToken,
                     source: *source,
@@ -103,33 +99,29 @@ impl Caches {
         })
     }
 
-    /// Claims mapped to a principal, cached per token until it expires or
-    /// the policy changes.
+    /// Claims mapped to a principal, kept in the token's cache entry (the
+    /// one `authenticate` found, no second lookup) until the token expires
+    /// or the policy changes.
     async fn principal(
         &self,
         policy: &PolicySet,
         provider: &str,
-        claims_json: &str,
-        expires_at: i64,
-        token: Option<&str>,
+        verified: &VerifiedToken,
     ) -> Result<Arc<Principal>, String> {
-        if let Some(t) = token
-            && let Some((generation, exp, p)) = self.principals.get(t)
-            && generation == policy.generation()
-            && exp > now_secs()
+        let generation = policy.generation();
+        if verified.expires_at > now_secs()
+            && let Some(p) = verified.mapped_principal(generation)
         {
             return Ok(p);
         }
         let mapper =
             policy.mapper(provider).ok_or_else(|| format!("no claims-mapper bound for provider {provider}"))?;
         let span = policy_span(mapper);
-        let mapped = mapper.map_claims(provider, claims_json).instrument(span.clone()).await;
+        let mapped = mapper.map_claims(provider, &verified.claims_json).instrument(span.clone()).await;
         record_answer(&span, mapped.as_ref().map(|_| None));
         let principal = Arc::new(mapped.map_err(|e| format!("failed closed: {e}"))?);
         policy.confine_tenant(provider, &principal)?;
-        if let Some(t) = token {
-            self.principals.insert(Arc::from(t), (policy.generation(), expires_at, principal.clone()));
-        }
+        verified.remember_principal(generation, principal.clone());
         Ok(principal)
     }
 }
