@@ -262,7 +262,7 @@ impl Call {
         let tenant = request.authentication.principal.as_ref().and_then(|p| p.tenant.as_deref());
         let slot = policy.authorizer(tenant);
         self.decided_by(slot);
-        let span = decisions::span(slot);
+        let span = policy::policy_span(slot);
         let answer = state
             .caches
             .decisions

@@ -169,24 +169,7 @@ impl Decisions {
     }
 }
 
-/// The span of one authorizer decision: the policy span's fields and
-/// whether the cache answered; `Span::none()` when tracing is off.
-pub(super) fn span(slot: &Slot) -> Span {
-    let plugin = slot.active().plugin();
-    crate::telemetry::span!(
-        "policy",
-        otel.name = format_args!("policy {}", slot.role().role()),
-        wasmgate.role = slot.role().role(),
-        wasmgate.component = plugin.name(),
-        wasmgate.component.sha256 = plugin.sha256(),
-        wasmgate.decision = tracing::field::Empty,
-        wasmgate.decision.cached = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    )
-}
-
-/// Records `answer` on its [`span`].
+/// Records `answer` on its span ([`super::policy::policy_span`]).
 pub(super) fn record(span: &Span, answer: &Answer) {
     if span.is_disabled() {
         return;

@@ -126,8 +126,9 @@ impl Caches {
     }
 }
 
-/// The span of one policy call (role, component name and digest), child
-/// of the current span; `Span::none()` when tracing is off.
+/// The span of one policy call (role, component name and digest, and for
+/// an authorizer whether the decision cache answered), child of the
+/// current span; `Span::none()` when tracing is off.
 pub(super) fn policy_span(slot: &Slot) -> Span {
     let plugin = slot.active().plugin();
     crate::telemetry::span!(
@@ -137,6 +138,7 @@ pub(super) fn policy_span(slot: &Slot) -> Span {
         wasmgate.component = plugin.name(),
         wasmgate.component.sha256 = plugin.sha256(),
         wasmgate.decision = tracing::field::Empty,
+        wasmgate.decision.cached = tracing::field::Empty,
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     )
